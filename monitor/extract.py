@@ -1,0 +1,365 @@
+"""HTML → canonical text: one block (heading, paragraph, list item, table row) per line.
+
+The canonical text is what gets stored and compared, so it must be stable (the same page
+always gives the same text, whatever its markup or whitespace) and read well in a diff:
+headings start with `#`, list items with `- `, table cells are joined with ` | `, and links
+keep their text followed by their normalised target in angle brackets.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+from bs4 import BeautifulSoup, Comment, NavigableString, Tag
+
+EXTRACTOR_VERSION = "1"
+
+# Elements that never carry readable page text.
+_DROP_TAGS = (
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "canvas",
+    "iframe",
+    "object",
+    "embed",
+    "head",
+    "meta",
+    "link",
+    "audio",
+    "video",
+    "picture",
+    "img",
+    "map",
+    "dialog:not([open])",
+)
+_HIDDEN = (
+    "[hidden]",
+    "[aria-hidden=true]",
+    "input[type=hidden]",
+    "[style*='display:none']",
+    "[style*='display: none']",
+    "[style*='visibility:hidden']",
+    "[style*='visibility: hidden']",
+)
+# Consent-manager banners and cookie notices (OneTrust, Cookiebot, TrustArc, Didomi,
+# Usercentrics, Quantcast, Osano, Termly, Klaro, generic cookie bars).
+_CONSENT = re.compile(
+    r"onetrust|optanon|cookiebot|cybotcookiebot|truste|trustarc|didomi|usercentrics|"
+    r"qc-cmp|quantcast-choice|osano|termly|klaro|cookie[-_]?(banner|consent|notice|bar|law|policy-banner)|"
+    r"consent[-_]?(banner|manager|modal)|cc-window|cc-banner|gdpr[-_]?banner|cmp[-_]?(container|banner)",
+    re.IGNORECASE,
+)
+# Site chrome dropped when the page declares no `select`.
+_CHROME = (
+    "nav",
+    "aside",
+    "[role=navigation]",
+    "[role=banner]",
+    "[role=contentinfo]",
+    "[role=search]",
+    "[role=complementary]",
+)
+_BLOCKS = frozenset(
+    {
+        "address",
+        "article",
+        "blockquote",
+        "body",
+        "caption",
+        "dd",
+        "details",
+        "dialog",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "html",
+        "legend",
+        "li",
+        "main",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "summary",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "ul",
+        "label",
+        "option",
+        "select",
+        "button",
+    }
+)
+_HEADINGS = {f"h{level}": "#" * level for level in range(1, 7)}
+_TRACKING_PARAMS = re.compile(
+    r"^(utm_\w+|gclid|fbclid|msclkid|mc_cid|mc_eid|_ga|_gl|ref_src|igshid)$"
+)
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+_TYPOGRAPHY = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\u2033": '"',
+        "\u00ab": '"',
+        "\u00bb": '"',
+        "\u2010": "-",
+        "\u2011": "-",
+        "\u2012": "-",
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2015": "-",
+        "\u2212": "-",
+    }
+)
+_SPACES = re.compile(r"\s+")
+_JS_WALL = re.compile(
+    r"(enable|turn on|requires?|need)\W+(your\s+)?javascript"
+    r"|javascript\W+(is\s+)?(required|disabled)",
+    re.IGNORECASE,
+)
+
+
+class SelectorMissing(Exception):
+    """The page's `select` selector matched nothing: the page's structure moved."""
+
+    def __init__(self, selector: str):
+        self.selector = selector
+        super().__init__(f"select {selector!r} matches nothing")
+
+
+@dataclass(frozen=True)
+class Extraction:
+    text: str
+    script_wall: bool = False  # the HTML says it needs JavaScript, or holds scripts and no text
+
+    @property
+    def blocks(self) -> list[str]:
+        return self.text.splitlines()
+
+
+def normalise_text(text: str) -> str:
+    """Unicode-normalise one block: NFKC, no zero-width characters, plain quotes and dashes,
+    single spaces."""
+    text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_TYPOGRAPHY)
+    return _SPACES.sub(" ", text).strip()
+
+
+def normalise_url(href: str, base: str) -> str | None:
+    """Absolute URL without fragment, default port or tracking parameters; None when the
+    link leads nowhere (in-page anchors, javascript:)."""
+    href = href.strip()
+    if not href or href.startswith("#") or href.lower().startswith(("javascript:", "data:")):
+        return None
+    try:
+        parts = urlsplit(urljoin(base, href))
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme in ("mailto", "tel"):
+        return f"{scheme}:{parts.path}"
+    if scheme not in ("http", "https"):
+        return None
+    host = (parts.hostname or "").lower()
+    if parts.port and not (
+        (scheme == "http" and parts.port == 80) or (scheme == "https" and parts.port == 443)
+    ):
+        host = f"{host}:{parts.port}"
+    query = urlencode(
+        [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if not _TRACKING_PARAMS.match(k)
+        ]
+    )
+    return urlunsplit((scheme, host, parts.path or "/", query, ""))
+
+
+def extract(
+    html: str,
+    *,
+    base_url: str,
+    select: str | None = None,
+    remove: tuple[str, ...] = (),
+    ignore: tuple[str, ...] = (),
+) -> Extraction:
+    """Canonical text of a page. Raises SelectorMissing when `select` matches nothing."""
+    soup = BeautifulSoup(html, "lxml")
+    base_tag = soup.find("base", href=True)
+    if isinstance(base_tag, Tag):
+        base_url = urljoin(base_url, str(base_tag["href"]))
+    had_scripts = soup.find("script") is not None
+    noscript_wall = any(_JS_WALL.search(tag.get_text(" ")) for tag in soup.find_all("noscript"))
+    for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
+        comment.extract()
+    _decompose(soup, ", ".join((*_DROP_TAGS, *_HIDDEN)))
+    for tag in soup.find_all(_is_consent_banner):
+        tag.decompose()
+    for selector in remove:
+        _decompose(soup, selector)
+    if select:
+        roots = soup.select(select)
+        if not roots:
+            raise SelectorMissing(select)
+    else:
+        _decompose(soup, ", ".join(_CHROME))
+        for tag in soup.find_all(["header", "footer"]):
+            if not tag.find_parent(["main", "article", "section"]):
+                tag.decompose()
+        roots = [soup.body or soup]
+    writer = _BlockWriter(base_url)
+    for root in roots:
+        writer.walk(root)
+        writer.flush()
+    lines = _apply_ignore(writer.lines, ignore)
+    text = "\n".join(lines)
+    script_wall = (noscript_wall or had_scripts) and len(text) < 200
+    return Extraction(text=text, script_wall=script_wall)
+
+
+def _decompose(soup: BeautifulSoup, selector: str) -> None:
+    for tag in soup.select(selector):
+        if not tag.decomposed:
+            tag.decompose()
+
+
+def _is_consent_banner(tag: Tag) -> bool:
+    if tag.name in ("html", "body", "main", "article"):
+        return False
+    attrs = tag.attrs
+    if not attrs:
+        return False
+    ident = " ".join([str(attrs.get("id", "")), " ".join(attrs.get("class", []) or [])])
+    return bool(ident.strip()) and _CONSENT.search(ident) is not None
+
+
+def _apply_ignore(lines: list[str], patterns: tuple[str, ...]) -> list[str]:
+    if not patterns:
+        return lines
+    compiled = [re.compile(pattern) for pattern in patterns]
+    kept = []
+    for line in lines:
+        for regex in compiled:
+            line = regex.sub(" ", line)
+        line = _SPACES.sub(" ", line).strip()
+        if line and line not in ("-", "#") and line.strip("#- ") != "":
+            kept.append(line)
+    return kept
+
+
+class _BlockWriter:
+    """Walks a tree and writes one line per block element, with inline text joined."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.lines: list[str] = []
+        self._parts: list[str] = []
+        self._prefix = ""
+
+    def flush(self) -> None:
+        text = normalise_text("".join(self._parts))
+        self._parts = []
+        if text:
+            self.lines.append(f"{self._prefix}{text}")
+            self._prefix = ""
+
+    def walk(self, node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, NavigableString):
+                self._parts.append(str(child))
+            elif isinstance(child, Tag):
+                self._element(child)
+
+    def _element(self, tag: Tag) -> None:
+        name = tag.name
+        if name == "br":
+            self._parts.append(" ")
+        elif name == "tr":
+            self.flush()
+            cells = [
+                _cell_text(cell, self.base_url)
+                for cell in tag.find_all(["td", "th"], recursive=False)
+            ]
+            row = " | ".join(cell for cell in cells if cell)
+            if row:
+                self.lines.append(row)
+        elif name == "a":
+            self._link(tag)
+        elif name == "input":
+            self._parts.append(f" {_control_text(tag)} ")
+        elif name in _BLOCKS:
+            self.flush()
+            if name in _HEADINGS:
+                self._prefix = _HEADINGS[name] + " "
+            elif name in ("li", "dd"):
+                self._prefix = "- "
+            self.walk(tag)
+            self._toggle_state(tag)
+            self.flush()
+        else:
+            self.walk(tag)
+            self._toggle_state(tag)
+
+    def _link(self, tag: Tag) -> None:
+        before = len(self._parts)
+        self.walk(tag)
+        text = normalise_text("".join(self._parts[before:]))
+        url = normalise_url(str(tag.get("href", "")), self.base_url)
+        if url and text:
+            self._parts.append(f" <{url}>")
+
+    def _toggle_state(self, tag: Tag) -> None:
+        """A switch's on/off state is part of what a settings page says."""
+        if tag.get("role") in ("switch", "checkbox") and tag.get("aria-checked") in (
+            "true",
+            "false",
+        ):
+            self._parts.append(" [on] " if tag.get("aria-checked") == "true" else " [off] ")
+
+
+def _cell_text(cell: Tag, base_url: str) -> str:
+    writer = _BlockWriter(base_url)
+    writer.walk(cell)
+    writer.flush()
+    return " ".join(writer.lines)
+
+
+def _control_text(tag: Tag) -> str:
+    kind = str(tag.get("type", "text")).lower()
+    label = normalise_text(str(tag.get("aria-label", "")))
+    if kind in ("checkbox", "radio"):
+        state = "[on]" if tag.has_attr("checked") else "[off]"
+        return f"{label} {state}".strip()
+    if kind in ("submit", "button"):
+        return normalise_text(str(tag.get("value", ""))) or label
+    return label

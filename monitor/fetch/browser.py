@@ -1,0 +1,225 @@
+"""A real Chromium through Playwright: one browser per process, a fresh context per check.
+
+Which browser: `MONITOR_BROWSER` (an executable, or a ws:// / http:// endpoint of a remote
+browser) when set; else the Chromium that Playwright installed; else a system Chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from monitor.fetch import USER_AGENT, Capture, FetchError
+from monitor.fetch.http import status_reason
+
+CHROMIUM_FLAGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-extensions",
+)
+SYSTEM_CHROMIUMS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+BLOCKED_RESOURCES = frozenset({"image", "font", "media"})
+REMOTE_SCHEMES = ("ws://", "wss://", "http://", "https://")
+
+
+class BrowserUnavailable(RuntimeError):
+    """No Chromium could be found or started; the message says what was tried."""
+
+
+@dataclass(frozen=True)
+class BrowserChoice:
+    """Where the browser comes from, said plainly to the user."""
+
+    source: str
+    executable: str | None = None
+    endpoint: str | None = None
+
+    def describe(self) -> str:
+        if self.endpoint:
+            return f"remote browser at {self.endpoint} ({self.source})"
+        return f"{self.executable or 'Playwright Chromium'} ({self.source})"
+
+
+def choose_browser(
+    playwright_executable: str | None, env: dict[str, str] | None = None
+) -> BrowserChoice:
+    """Apply the discovery order; `playwright_executable` is Playwright's own Chromium path."""
+    setting = (env if env is not None else os.environ).get("MONITOR_BROWSER", "").strip()
+    if setting:
+        if setting.startswith(REMOTE_SCHEMES):
+            return BrowserChoice("MONITOR_BROWSER", endpoint=setting)
+        path = shutil.which(setting) or setting
+        if not Path(path).is_file():
+            raise BrowserUnavailable(f"MONITOR_BROWSER={setting}: no such executable")
+        return BrowserChoice("MONITOR_BROWSER", executable=path)
+    if playwright_executable and Path(playwright_executable).is_file():
+        return BrowserChoice("installed by Playwright", executable=None)
+    for name in SYSTEM_CHROMIUMS:
+        path = shutil.which(name)
+        if path:
+            return BrowserChoice("system Chromium", executable=path)
+    raise BrowserUnavailable(
+        "no Chromium found: set MONITOR_BROWSER, run `playwright install chromium`, "
+        "or install your distribution's chromium package"
+    )
+
+
+class BrowserPool:
+    """One Chromium shared by all checks; each check gets its own short-lived context."""
+
+    def __init__(self, timeout: float, max_pages: int = 4) -> None:
+        self.timeout = timeout
+        self._slots = asyncio.Semaphore(max_pages)
+        self._lock = asyncio.Lock()
+        self._playwright: Any = None
+        self._browser: Any = None
+        self.choice: BrowserChoice | None = None
+
+    async def _ensure(self) -> Any:
+        async with self._lock:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            from playwright.async_api import async_playwright
+
+            if self._playwright is None:
+                self._playwright = await async_playwright().start()
+            chromium = self._playwright.chromium
+            self.choice = choose_browser(chromium.executable_path)
+            try:
+                if self.choice.endpoint:
+                    self._browser = await _connect(chromium, self.choice.endpoint, self.timeout)
+                else:
+                    self._browser = await chromium.launch(
+                        executable_path=self.choice.executable,
+                        args=list(CHROMIUM_FLAGS),
+                        timeout=self.timeout * 1000,
+                    )
+            except Exception as exc:
+                raise BrowserUnavailable(
+                    f"cannot start {self.choice.describe()}: {str(exc).splitlines()[0]}"
+                ) from exc
+            return self._browser
+
+    async def fetch(self, url: str, *, wait_for: str | None = None) -> Capture:
+        async with self._slots:
+            browser = await self._ensure()
+            context = await browser.new_context(
+                user_agent=f"{USER_AGENT} Chromium",
+                accept_downloads=False,
+                service_workers="block",
+                java_script_enabled=True,
+            )
+            try:
+                return await asyncio.wait_for(
+                    self._render(context, url, wait_for), timeout=self.timeout
+                )
+            except TimeoutError:
+                raise FetchError(
+                    f"timed out after {self.timeout:g}s", "timeout", mode="browser"
+                ) from None
+            finally:
+                await _quietly(context.close())
+
+    async def _render(self, context: Any, url: str, wait_for: str | None) -> Capture:
+        from playwright.async_api import Error as PlaywrightError
+
+        started = time.perf_counter()
+        await context.route("**/*", _block_heavy)
+        page = await context.new_page()
+        page.on("dialog", lambda dialog: asyncio.ensure_future(_quietly(dialog.dismiss())))
+        timeout_ms = self.timeout * 1000
+        try:
+            response = await page.goto(url, wait_until="load", timeout=timeout_ms)
+        except PlaywrightError as exc:
+            raise FetchError(_navigation_reason(exc), "network", mode="browser") from None
+        status = response.status if response else 200
+        chain = _redirect_chain(response)
+        if status >= 400:
+            raise FetchError(
+                status_reason(status),
+                "status",
+                status=status,
+                final_url=page.url,
+                mode="browser",
+                redirects=chain,
+            )
+        if wait_for:
+            try:
+                await page.wait_for_selector(wait_for, state="attached", timeout=timeout_ms)
+            except PlaywrightError:
+                raise FetchError(
+                    f"wait_for {wait_for!r} never appeared", "timeout", mode="browser"
+                ) from None
+        else:
+            await _quietly(page.wait_for_load_state("networkidle", timeout=min(timeout_ms, 5000)))
+        html = await page.content()
+        return Capture(
+            url=url,
+            final_url=page.url,
+            status=status,
+            html=html,
+            mode="browser",
+            elapsed_ms=round((time.perf_counter() - started) * 1000),
+            redirects=chain,
+        )
+
+    async def close(self) -> None:
+        if self._browser is not None:
+            await _quietly(self._browser.close())
+            self._browser = None
+        if self._playwright is not None:
+            await _quietly(self._playwright.stop())
+            self._playwright = None
+
+
+async def _connect(chromium: Any, endpoint: str, timeout: float) -> Any:
+    """A Playwright browser server speaks ws://; a DevTools endpoint is reached over CDP."""
+    if endpoint.startswith(("http://", "https://")) or "/devtools/" in endpoint:
+        return await chromium.connect_over_cdp(endpoint, timeout=timeout * 1000)
+    return await chromium.connect(endpoint, timeout=timeout * 1000)
+
+
+async def _block_heavy(route: Any) -> None:
+    request = route.request
+    if request.resource_type in BLOCKED_RESOURCES or not request.url.startswith(
+        ("http:", "https:", "data:")
+    ):
+        await route.abort()
+    else:
+        await route.continue_()
+
+
+def _redirect_chain(response: Any) -> tuple[str, ...]:
+    chain: list[str] = []
+    request = response.request.redirected_from if response else None
+    while request is not None:
+        chain.append(request.url)
+        request = request.redirected_from
+    return tuple(reversed(chain))
+
+
+def _navigation_reason(exc: Exception) -> str:
+    text = str(exc).splitlines()[0]
+    if "ERR_TOO_MANY_REDIRECTS" in text:
+        return "redirect loop (too many redirects)"
+    if "ERR_CONNECTION_REFUSED" in text:
+        return "connection refused"
+    if "Timeout" in text:
+        return "navigation timed out"
+    return text.removeprefix("Page.goto: ")[:200]
+
+
+async def _quietly(awaitable: Any) -> None:
+    with contextlib.suppress(Exception):
+        await awaitable

@@ -1,0 +1,161 @@
+"""Plain HTTP fetching with httpx: redirects followed and recorded, size cap, charset."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from http import HTTPStatus
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+from bs4.dammit import EncodingDetector
+
+from monitor.fetch import MAX_REDIRECTS, USER_AGENT, Capture, FetchError
+
+_TEXT_TYPES = ("text/", "application/xhtml", "application/xml")
+
+
+def status_reason(status: int) -> str:
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def decode_html(body: bytes, header_charset: str | None) -> str:
+    """Decode with the header's charset, else the document's own declaration, else UTF-8."""
+    declared = EncodingDetector.find_declared_encoding(body[:4096], is_html=True)
+    for charset in (header_charset, declared, "utf-8"):
+        if not charset:
+            continue
+        try:
+            return body.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return body.decode("utf-8", errors="replace")
+
+
+class HttpFetcher:
+    """One shared httpx client; each fetch is bounded in time and size."""
+
+    def __init__(self, timeout: float, max_bytes: int) -> None:
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self._client = httpx.AsyncClient(
+            headers={
+                "User-Agent": USER_AGENT,
+                "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+                "Accept-Language": "en-US,en;q=0.8",
+            },
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(self, url: str) -> Capture:
+        try:
+            return await asyncio.wait_for(self._fetch(url), timeout=self.timeout)
+        except TimeoutError:
+            raise FetchError(f"timed out after {self.timeout:g}s", "timeout") from None
+
+    async def _fetch(self, url: str) -> Capture:
+        started = time.perf_counter()
+        chain: list[str] = []
+        current = url
+        while True:
+            try:
+                async with self._client.stream("GET", current) as response:
+                    if response.is_redirect:
+                        target = urljoin(current, response.headers.get("location", ""))
+                        chain.append(current)
+                        current = self._next_hop(target, chain)
+                        continue
+                    if response.status_code >= 400:
+                        raise FetchError(
+                            status_reason(response.status_code),
+                            "status",
+                            status=response.status_code,
+                            final_url=current,
+                            redirects=tuple(chain),
+                        )
+                    body = await self._read_capped(response)
+            except httpx.TimeoutException:
+                raise FetchError(f"timed out after {self.timeout:g}s", "timeout") from None
+            except httpx.HTTPError as exc:
+                raise FetchError(
+                    f"cannot reach {urlsplit(current).netloc}: {_network_reason(exc)}",
+                    "network",
+                    final_url=current,
+                ) from None
+            content_type = response.headers.get("content-type", "text/html")
+            _check_text(content_type, body)
+            return Capture(
+                url=url,
+                final_url=current,
+                status=response.status_code,
+                html=decode_html(body, response.charset_encoding),
+                mode="http",
+                elapsed_ms=round((time.perf_counter() - started) * 1000),
+                redirects=tuple(chain),
+                content_type=content_type.split(";")[0].strip(),
+                etag=response.headers.get("etag"),
+                last_modified=response.headers.get("last-modified"),
+            )
+
+    def _next_hop(self, target: str, chain: list[str]) -> str:
+        scheme = urlsplit(target).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise FetchError(
+                f"redirected to a non-HTTP URL: {target[:200]}", "redirect", redirects=tuple(chain)
+            )
+        if target in chain:
+            raise FetchError(
+                f"redirect loop: {' → '.join([*chain, target][-4:])}",
+                "redirect",
+                redirects=tuple(chain),
+            )
+        if len(chain) >= MAX_REDIRECTS:
+            raise FetchError(
+                f"more than {MAX_REDIRECTS} redirects", "redirect", redirects=tuple(chain)
+            )
+        return target
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            raise FetchError(_too_large(self.max_bytes), "too-large")
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise FetchError(_too_large(self.max_bytes), "too-large")
+            parts.append(chunk)
+        return b"".join(parts)
+
+
+def _too_large(limit: int) -> str:
+    return f"page is larger than the {limit / 1024 / 1024:g} MB limit"
+
+
+def _check_text(content_type: str, body: bytes) -> None:
+    kind = content_type.split(";")[0].strip().lower()
+    if kind and not kind.startswith(_TEXT_TYPES) and "html" not in kind:
+        raise FetchError(f"not a web page (content type {kind})", "content")
+    if b"\x00" in body[:4096]:
+        raise FetchError("not a web page (binary content)", "content")
+
+
+def _network_reason(exc: BaseException) -> str:
+    """The most specific cause: httpx wraps the OS error ("connection refused", DNS...)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return (str(exc) or type(exc).__name__).splitlines()[0][:200]

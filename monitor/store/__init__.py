@@ -1,0 +1,334 @@
+"""The store: SQLite by default, PostgreSQL by URL; schema kept current by Alembic on start.
+
+All writes of one check happen in one transaction (`record_check`), so a crash leaves either
+the whole check or none of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.store.models import Base, ChangeRow, CheckRow, PageRow, VersionRow
+from monitor.targets import Page
+
+DEFAULT_DB = "sqlite:///snapshots/monitor.db"
+_MIGRATION_LOCK = 7_441_017  # PostgreSQL advisory lock id: one migrator at a time
+
+__all__ = [
+    "DEFAULT_DB",
+    "Base",
+    "ChangeRow",
+    "CheckRecord",
+    "CheckRow",
+    "PageRow",
+    "PageState",
+    "Store",
+    "StoreError",
+    "VersionRow",
+    "content_hash",
+]
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or written; the message names the database."""
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PageState:
+    """What the next check of a page needs to know from its history."""
+
+    version_id: int | None
+    text: str | None
+    content_hash: str | None
+    final_url: str | None
+    last_mode: str | None
+    last_outcome: str | None
+    consecutive_failures: int
+
+
+@dataclass(frozen=True)
+class NewChange:
+    kind: str
+    severity: str
+    summary: str
+    reasons: list[str]
+    terms: list[str]
+    diff: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """Everything one check writes, in one transaction."""
+
+    page_id: str
+    started_at: datetime
+    duration_ms: int
+    outcome: str
+    fetch_mode: str | None = None
+    status: int | None = None
+    text: str | None = None  # the page's text when it was fetched and extracted
+    final_url: str | None = None
+    error: str | None = None
+    change: NewChange | None = None
+
+
+@dataclass(frozen=True)
+class RecordedCheck:
+    check_id: int
+    version_id: int | None
+    change_id: int | None
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@")[-1]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def open_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(
+            f"--db {url!r} is not a database URL (e.g. sqlite:///snapshots/monitor.db)"
+        ) from exc
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (idempotent; serialised on PostgreSQL)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Store:
+    """Reads and writes the history. Open once per process; thread-safe (one session per call)."""
+
+    def __init__(self, url: str = DEFAULT_DB, *, upgrade: bool = True) -> None:
+        self.url = url
+        self.engine = open_engine(url)
+        try:
+            if upgrade:
+                migrate(self.engine)
+        except OperationalError as exc:
+            raise StoreError(f"cannot open the store {redact_url(url)}: {exc.orig}") from exc
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def sync_pages(self, pages: Iterable[Page]) -> None:
+        """Create or update the row of each declared page (the history is never touched)."""
+        with self.session() as session:
+            for page in pages:
+                row = session.get(PageRow, page.id)
+                if row is None:
+                    row = PageRow(id=page.id, consecutive_failures=0)
+                    session.add(row)
+                row.provider, row.url, row.title = page.provider, page.url, page.decl.title
+                row.declaration_hash = page.declaration_hash
+
+    def page_state(self, page_id: str) -> PageState:
+        with self.session() as session:
+            row = session.get(PageRow, page_id)
+            if row is None:
+                return PageState(None, None, None, None, None, None, 0)
+            version = (
+                session.get(VersionRow, row.current_version_id) if row.current_version_id else None
+            )
+            return PageState(
+                version_id=version.id if version else None,
+                text=version.text if version else None,
+                content_hash=version.content_hash if version else None,
+                final_url=version.final_url if version else None,
+                last_mode=row.last_mode,
+                last_outcome=row.last_outcome,
+                consecutive_failures=row.consecutive_failures,
+            )
+
+    def record_check(self, record: CheckRecord) -> RecordedCheck:
+        """Write a check, its version (new or seen before) and its change in one transaction."""
+        with self.session() as session:
+            page = session.get(PageRow, record.page_id, with_for_update=True)
+            if page is None:
+                raise StoreError(f"page {record.page_id!r} is not in the store (sync_pages first)")
+            previous_version_id = page.current_version_id
+            version_id = None
+            if record.text is not None:
+                version = self._upsert_version(session, record)
+                version_id = version.id
+                page.current_version_id = version.id
+                page.last_mode = record.fetch_mode
+            change_id = None
+            if record.change is not None:
+                change = ChangeRow(
+                    page_id=record.page_id,
+                    kind=record.change.kind,
+                    severity=record.change.severity,
+                    from_version_id=previous_version_id,
+                    to_version_id=version_id,
+                    detected_at=record.started_at,
+                    summary=record.change.summary,
+                    reasons=record.change.reasons,
+                    terms=record.change.terms,
+                    diff=record.change.diff,
+                )
+                session.add(change)
+                session.flush()
+                change_id = change.id
+            check = CheckRow(
+                page_id=record.page_id,
+                started_at=record.started_at,
+                duration_ms=record.duration_ms,
+                outcome=record.outcome,
+                fetch_mode=record.fetch_mode,
+                status=record.status,
+                version_id=version_id,
+                change_id=change_id,
+                error=record.error,
+            )
+            session.add(check)
+            page.last_checked_at = record.started_at
+            page.last_outcome = record.outcome
+            if record.outcome == "error":
+                page.consecutive_failures += 1
+                page.failing_since = page.failing_since or record.started_at
+                page.last_error = record.error
+            else:
+                page.consecutive_failures = 0
+                page.failing_since = None
+                page.last_error = None
+            session.flush()
+            return RecordedCheck(check.id, version_id, change_id)
+
+    @staticmethod
+    def _upsert_version(session: Session, record: CheckRecord) -> VersionRow:
+        assert record.text is not None
+        digest = content_hash(record.text)
+        version = session.scalar(
+            select(VersionRow).where(
+                VersionRow.page_id == record.page_id, VersionRow.content_hash == digest
+            )
+        )
+        if version is None:
+            version = VersionRow(
+                page_id=record.page_id,
+                content_hash=digest,
+                text=record.text,
+                first_seen=record.started_at,
+                last_seen=record.started_at,
+                fetch_mode=record.fetch_mode or "http",
+                final_url=record.final_url or "",
+                status=record.status or 200,
+            )
+            session.add(version)
+            session.flush()
+        else:
+            version.last_seen = record.started_at
+            version.final_url = record.final_url or version.final_url
+        return version
+
+    # -- reading -------------------------------------------------------------------------
+
+    def pages(self) -> list[PageRow]:
+        with self.session() as session:
+            return list(session.scalars(select(PageRow).order_by(PageRow.provider, PageRow.id)))
+
+    def page(self, page_id: str) -> PageRow | None:
+        with self.session() as session:
+            return session.get(PageRow, page_id)
+
+    def versions(self, page_id: str) -> list[VersionRow]:
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    select(VersionRow)
+                    .where(VersionRow.page_id == page_id)
+                    .order_by(VersionRow.first_seen)
+                )
+            )
+
+    def changes(self, page_id: str | None = None, limit: int | None = None) -> list[ChangeRow]:
+        with self.session() as session:
+            query = select(ChangeRow).order_by(ChangeRow.detected_at.desc(), ChangeRow.id.desc())
+            if page_id:
+                query = query.where(ChangeRow.page_id == page_id)
+            return list(session.scalars(query.limit(limit)))
+
+    def change(self, change_id: int) -> ChangeRow | None:
+        with self.session() as session:
+            return session.get(ChangeRow, change_id)
+
+    def version(self, version_id: int | None) -> VersionRow | None:
+        if version_id is None:
+            return None
+        with self.session() as session:
+            return session.get(VersionRow, version_id)
+
+    def checks(self, page_id: str, limit: int = 50) -> list[CheckRow]:
+        with self.session() as session:
+            return list(
+                session.scalars(
+                    select(CheckRow)
+                    .where(CheckRow.page_id == page_id)
+                    .order_by(CheckRow.started_at.desc(), CheckRow.id.desc())
+                    .limit(limit)
+                )
+            )
+
+    def count_checks(self, page_id: str) -> int:
+        with self.session() as session:
+            return (
+                session.scalar(
+                    select(func.count()).select_from(CheckRow).where(CheckRow.page_id == page_id)
+                )
+                or 0
+            )

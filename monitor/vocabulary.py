@@ -1,0 +1,50 @@
+"""Opt-out vocabulary: the words whose change can make an opt-out guide wrong.
+
+Matching is case-insensitive and on whole words; a page's `watch` terms are added to the
+built-in list. Each entry is a regular expression fragment so that inflections and spellings
+(opt out / opt-out / opting out) count as one term, reported under its first spelling.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+BUILT_IN: dict[str, str] = {
+    "opt out": r"opt(?:s|ed|ing)?[\s-]?outs?",
+    "opt in": r"opt(?:s|ed|ing)?[\s-]?ins?",
+    "train": r"train(?:s|ed|ing)?",
+    "fine-tune": r"fine[\s-]?tun(?:e|es|ed|ing)",
+    "improve our models": r"improve\s+(?:our|the|its|their)\s+(?:ai\s+)?models?",
+    "model improvement": r"model\s+improvement",
+    "personal data": r"personal\s+(?:data|information)",
+    "retention": r"retain(?:s|ed|ing)?|retention",
+    "delete": r"delet(?:e|es|ed|ing|ion)",
+    "consent": r"consent(?:s|ed|ing)?",
+    "object": r"object(?:s|ed|ing)?|objections?",
+    "legitimate interest": r"legitimate\s+interests?",
+    "do not sell or share": r"do\s+not\s+(?:sell|share)(?:\s+or\s+(?:sell|share))?",
+    "toggle": r"toggl(?:e|es|ed|ing)",
+    "setting": r"settings?",
+    "default": r"defaults?|by\s+default",
+    "generative AI": r"generative\s+ai",
+    "machine learning": r"machine\s+learning",
+    "privacy": r"privacy",
+}
+
+
+@lru_cache(maxsize=512)
+def _compiled(extra: tuple[str, ...]) -> list[tuple[str, re.Pattern[str]]]:
+    entries = [
+        (name, re.compile(rf"(?<!\w)(?:{pattern})(?!\w)", re.IGNORECASE))
+        for name, pattern in BUILT_IN.items()
+    ]
+    entries += [
+        (term, re.compile(rf"(?<!\w){re.escape(term)}(?!\w)", re.IGNORECASE)) for term in extra
+    ]
+    return entries
+
+
+def find_terms(text: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The vocabulary terms (built-in plus `extra`) that occur in `text`, in list order."""
+    return [name for name, regex in _compiled(extra) if regex.search(text)]
