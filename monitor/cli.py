@@ -386,6 +386,20 @@ def browser(install: bool) -> None:
     out.print(f"browser: {choice.describe()}")
 
 
+@main.command()
+def demo() -> None:
+    """See the whole loop offline: a local page is checked, changed, and the change shown."""
+    from monitor.demo import run_demo
+
+    def show(store: Store, change_id: int) -> None:
+        change = store.change(change_id)
+        page = store.page(change.page_id) if change else None
+        if change and page:
+            out.print(render_change(change, page.title or page.id, page.url))
+
+    run_demo(out.print, show)
+
+
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 

@@ -1,0 +1,139 @@
+"""HTML → canonical text: stable, readable in a diff, and blind to markup churn."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.extract import SelectorMissing, extract, normalise_text, normalise_url
+
+BASE = "https://help.example.com/en/articles/42-training"
+
+
+def text(html: str, **options) -> str:
+    return extract(html, base_url=BASE, **options).text
+
+
+def test_blocks_headings_lists_tables_links() -> None:
+    html = """<html><body><main>
+      <h2>Turning it off</h2>
+      <p>Open <a href="/settings/privacy?utm_source=mail#top">Privacy&nbsp;Settings</a> and switch
+         it <em>off</em>.</p>
+      <ol><li>Free</li><li><p>Pro</p></li></ol>
+      <table><tr><th>Plan</th><th>Used for training</th></tr><tr><td>Team</td><td>No</td></tr></table>
+    </main></body></html>"""
+    assert text(html).splitlines() == [
+        "## Turning it off",
+        "Open Privacy Settings <https://help.example.com/settings/privacy> and switch it off.",
+        "- Free",
+        "- Pro",
+        "Plan | Used for training",
+        "Team | No",
+    ]
+
+
+def test_markup_and_whitespace_reshuffles_give_the_same_text() -> None:
+    one = "<main><p>We will <b>not</b> use your chats.</p><p>Opt out  any time.</p></main>"
+    two = """<main>
+      <p>We   will <span class="x"><strong>not</strong></span>
+         use your&#32;chats.</p>
+      <div><p>Opt&nbsp;out any&nbsp;time.</p></div>
+    </main>"""
+    assert text(one) == text(two) == "We will not use your chats.\nOpt out any time."
+
+
+def test_same_page_same_text() -> None:
+    html = "<body><main><h1>A</h1><p>b <a href='c'>d</a></p></main></body>"
+    assert len({text(html) for _ in range(5)}) == 1
+
+
+def test_unicode_is_normalised() -> None:
+    assert (
+        normalise_text("\u201cDon\u2019t\u201d\u00a0train\u200b \u2014 ok\ufb01")
+        == '"Don\'t" train - okfi'
+    )
+
+
+def test_scripts_styles_hidden_consent_and_chrome_are_dropped() -> None:
+    html = """<html><head><style>p{}</style></head><body>
+      <header>Site name</header><nav>Home · Pricing</nav>
+      <div id="onetrust-consent-sdk"><p>We use cookies</p></div>
+      <div class="CybotCookiebotDialog">Cookie choices</div>
+      <div id="didomi-host">Consent</div>
+      <main><article><header><h1>Kept title</h1></header>
+        <p>Visible.</p><p hidden>Hidden attr.</p><p style="display: none">Hidden style.</p>
+        <p aria-hidden="true">Icon</p><script>var x = "script text";</script>
+        <template><p>template</p></template><noscript>noscript</noscript>
+      </article></main>
+      <aside>Related</aside><footer>© 2026</footer></body></html>"""
+    assert text(html) == "# Kept title\nVisible."
+
+
+def test_select_remove_and_ignore() -> None:
+    html = """<body><div class="chrome">Menu</div><article>
+      <p class="meta">Last updated: 3 June 2026</p>
+      <p>Keep Activity is on by default.</p><div class="related">Related articles</div>
+    </article></body>"""
+    assert text(html, select="article", remove=(".related",), ignore=(r"Last updated: .*",)) == (
+        "Keep Activity is on by default."
+    )
+
+
+def test_ignore_removes_only_the_match() -> None:
+    html = "<main><p>Policy version 2026-06-09: we train on public posts.</p></main>"
+    assert text(html, ignore=(r"version \d{4}-\d\d-\d\d:",)) == "Policy we train on public posts."
+
+
+def test_select_matching_nothing_is_an_error() -> None:
+    with pytest.raises(SelectorMissing, match="'article' matches nothing"):
+        extract("<main><p>x</p></main>", base_url=BASE, select="article")
+
+
+def test_several_matches_are_kept_in_order() -> None:
+    html = (
+        "<body><section class='s'>One</section><p>skip</p><section class='s'>Two</section></body>"
+    )
+    assert text(html, select=".s") == "One\nTwo"
+
+
+def test_toggle_states_are_text() -> None:
+    html = """<main><label>Help improve our models <input type="checkbox" checked></label>
+      <div role="switch" aria-checked="false">Keep Activity</div></main>"""
+    assert text(html) == "Help improve our models [on]\nKeep Activity [off]"
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("/a/b?utm_medium=x&id=3#frag", "https://help.example.com/a/b?id=3"),
+        ("HTTPS://Help.Example.COM:443/x", "https://help.example.com/x"),
+        ("http://h.test:8080", "http://h.test:8080/"),
+        ("mailto:privacy@example.com", "mailto:privacy@example.com"),
+        ("#section", None),
+        ("javascript:void(0)", None),
+    ],
+)
+def test_urls_are_normalised(href: str, expected: str | None) -> None:
+    assert normalise_url(href, BASE) == expected
+
+
+def test_script_wall_is_detected() -> None:
+    wall = "<body><div id=root></div><noscript>Please enable JavaScript.</noscript><script>1</script></body>"
+    assert extract(wall, base_url=BASE).script_wall
+    static = (
+        "<body><main><p>"
+        + "Plain server-rendered text. " * 20
+        + "</p></main><script>1</script></body>"
+    )
+    assert not extract(static, base_url=BASE).script_wall
+
+
+def test_garbage_html_does_not_crash() -> None:
+    for junk in (
+        "",
+        "<",
+        "<<>>&&;",
+        "<p><b><i>unclosed",
+        "\x00\x01binary",
+        "<table><tr><td>a<td>b",
+    ):
+        extract(junk, base_url=BASE)

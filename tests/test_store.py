@@ -1,0 +1,123 @@
+"""The store on SQLite and on PostgreSQL: one transaction per check, text stored once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.exc import StatementError
+
+from monitor.store import CheckRecord, NewChange, Store, StoreError
+from monitor.store.models import Base, CheckRow
+from monitor.targets import load_targets
+from tests.conftest import write_targets
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(db_url: str, targets_dir: Path) -> Store:
+    write_targets(targets_dir, "P", [{"id": "page", "url": "https://x.test/"}])
+    store = Store(db_url)
+    store.sync_pages(load_targets(targets_dir))
+    yield store
+    store.close()
+
+
+def record(n: int, outcome: str, text: str | None = None, **extra) -> CheckRecord:
+    return CheckRecord(
+        "page",
+        T0 + timedelta(hours=n),
+        10,
+        outcome,
+        fetch_mode="http",
+        status=200,
+        text=text,
+        final_url="https://x.test/",
+        **extra,
+    )
+
+
+def change(severity: str = "minor") -> NewChange:
+    return NewChange(
+        "content",
+        severity,
+        "s",
+        ["r"],
+        [],
+        [{"old_start": 0, "new_start": 0, "removed": ["a"], "added": ["b"]}],
+    )
+
+
+def test_schema_matches_models(store: Store) -> None:
+    with store.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_reopening_is_idempotent(store: Store) -> None:
+    Store(store.url).close()
+    assert store.page("page") is not None
+
+
+def test_versions_are_stored_once_and_reused(store: Store) -> None:
+    first = store.record_check(record(0, "first", "A"))
+    store.record_check(record(1, "unchanged"))
+    second = store.record_check(record(2, "changed", "B", change=change()))
+    back = store.record_check(record(3, "changed", "A", change=change()))
+    assert back.version_id == first.version_id != second.version_id
+    versions = store.versions("page")
+    assert [v.text for v in versions] == ["A", "B"]
+    assert versions[0].last_seen == T0 + timedelta(hours=3)
+    assert store.page_state("page").text == "A"
+    changes = store.changes("page")
+    assert [(c.from_version_id, c.to_version_id) for c in changes] == [
+        (second.version_id, first.version_id),
+        (first.version_id, second.version_id),
+    ]
+    assert store.count_checks("page") == 4
+
+
+def test_failures_are_counted_and_cleared(store: Store) -> None:
+    store.record_check(record(0, "first", "A"))
+    store.record_check(CheckRecord("page", T0 + timedelta(hours=1), 5, "error", error="HTTP 503"))
+    store.record_check(CheckRecord("page", T0 + timedelta(hours=2), 5, "error", error="HTTP 503"))
+    page = store.page("page")
+    assert (page.consecutive_failures, page.failing_since, page.last_error) == (
+        2,
+        T0 + timedelta(hours=1),
+        "HTTP 503",
+    )
+    assert store.page_state("page").text == "A"
+    store.record_check(record(3, "unchanged"))
+    page = store.page("page")
+    assert (page.consecutive_failures, page.failing_since) == (0, None)
+
+
+def test_a_failed_write_leaves_nothing(store: Store) -> None:
+    store.record_check(record(0, "first", "A"))
+    with pytest.raises(StoreError):
+        store.record_check(CheckRecord("not-declared", T0, 1, "first", text="X"))
+    bad = NewChange("content", "minor", "s", ["r"], [], [{"not": object()}])  # not JSON
+    with pytest.raises((StatementError, TypeError)):  # wrapped on SQLite, raw on psycopg
+        store.record_check(record(1, "changed", "B", change=bad))
+    assert [v.text for v in store.versions("page")] == ["A"]
+    assert store.changes("page") == []
+    assert store.count_checks("page") == 1
+    assert store.page_state("page").text == "A"
+
+
+def test_datetimes_come_back_in_utc(store: Store) -> None:
+    store.record_check(record(0, "first", "A"))
+    with store.session() as session:
+        check = session.query(CheckRow).one()
+        assert check.started_at == T0 and check.started_at.tzinfo is not None
+
+
+def test_bad_urls_are_clear() -> None:
+    with pytest.raises(StoreError, match="is not a database URL"):
+        Store("not a url")
+    with pytest.raises(StoreError, match="cannot open the store postgresql"):
+        Store("postgresql://postgres:secret@127.0.0.1:9/none")
