@@ -27,7 +27,11 @@ from typing import Any
 import yaml
 
 RESULTS = Path(__file__).parent / "results"
-WORDS = ["your", "data", "personal", "information", "model", "training", "improve", "our", "models", "settings", "privacy", "conversations", "account", "delete", "retention", "consent", "opt", "out", "default", "plan", "team", "enterprise", "we", "may", "use", "content", "to", "help", "develop", "and", "improve", "services", "review", "safety", "feedback"]
+WORDS = (
+    "your data personal information model training improve our models settings privacy "
+    "conversations account delete retention consent opt out default plan team enterprise "
+    "we may use content to help develop and improve services review safety feedback"
+).split(" ")
 
 
 def article(index: int, paragraphs: int, scripted: bool) -> str:
@@ -49,7 +53,8 @@ def article(index: int, paragraphs: int, scripted: bool) -> str:
             f"<div id='root'></div><noscript>Please enable JavaScript.</noscript>"
             f"<script>document.getElementById('root').innerHTML = {payload};</script></body></html>"
         )
-    return f"<!doctype html><html><head><title>A{index}</title></head><body>{chrome}{main}</body></html>"
+    head = f"<!doctype html><html><head><title>A{index}</title></head>"
+    return f"{head}<body>{chrome}{main}</body></html>"
 
 
 def serve(pages: dict[str, bytes]) -> ThreadingHTTPServer:
