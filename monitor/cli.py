@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -15,10 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from monitor import logs
 from monitor.check import Checker, CheckResult
 from monitor.fetch import DEFAULT_TIMEOUT, Fetcher
 from monitor.render import render_change, severity_text
 from monitor.store import DEFAULT_DB, Store, StoreError
+from monitor.store.models import utcnow
 from monitor.targets import Page, TargetError, load_targets, select_pages
 
 EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE = 0, 1, 2
@@ -80,13 +83,19 @@ def open_store(db_url: str) -> Store:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="MONITOR_LOG_FORMAT",
+    show_default=True,
+    help="Log lines as text or JSON.",
+)
 @click.version_option(package_name="optout-monitor")
-def main(verbose: int) -> None:
+def main(verbose: int, log_format: str) -> None:
     """Watch providers' privacy and settings pages and report changes to opt-out wording."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.configure(level, log_format)
 
 
 @main.command("check-now")
@@ -208,6 +217,183 @@ def _summary(results: list[CheckResult]) -> None:
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     out.print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no pages")
+
+
+def _address(value: str) -> tuple[str, int] | None:
+    if value == "off":
+        return None
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not host:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT (or 'off')")
+    return host.strip("[]"), int(port)
+
+
+@main.command()
+@targets_option
+@db_option
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Checks running at the same time.",
+)
+@click.option(
+    "--browser-pages",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Browser pages open at the same time (one Chromium is shared).",
+)
+@click.option(
+    "--timeout",
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(1, 600),
+    help="Seconds allowed for one fetch.",
+)
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="On SIGTERM/SIGINT, seconds running checks get to finish.",
+)
+@click.option(
+    "--host-gap",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="Minimum seconds between two requests to the same host.",
+)
+@click.option(
+    "--jitter",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0, 0.5),
+    help="Random spread of each page's schedule, as a fraction of its interval.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(1, 86400),
+    default=None,
+    help="Seconds a claimed page stays reserved to this instance [3 × timeout + 30].",
+)
+@click.option(
+    "--health",
+    "health",
+    default="127.0.0.1:9108",
+    show_default=True,
+    envvar="MONITOR_HEALTH",
+    help="HOST:PORT for /healthz and /metrics, or 'off'.",
+)
+@click.option(
+    "--reload-every",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.2, 3600),
+    help="Seconds between looks at the targets directory for edits.",
+)
+def run(
+    targets_dir: Path,
+    db_url: str,
+    concurrency: int,
+    browser_pages: int,
+    timeout: float,
+    grace: float,
+    host_gap: float,
+    jitter: float,
+    lease: float | None,
+    health: str,
+    reload_every: float,
+) -> None:
+    """The scheduler daemon: check each page on its interval until stopped.
+
+    Several instances may share one PostgreSQL database: each due page is claimed through
+    the database, so it is checked once per interval. SQLite serves one instance.
+    Edits under the targets directory (or SIGHUP) reload the pages; SIGTERM/SIGINT stop.
+    """
+    from monitor.schedule import Daemon, DaemonSettings, InstanceLocked, lock_sqlite
+
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    load_pages(targets_dir)  # refuse a broken target set before anything starts
+    try:
+        lock = lock_sqlite(db_url)
+    except InstanceLocked as exc:
+        _fail(str(exc))
+    store = open_store(db_url)
+    settings = DaemonSettings(
+        targets_dir=targets_dir,
+        concurrency=concurrency,
+        browser_pages=browser_pages,
+        timeout=timeout,
+        grace=grace,
+        host_gap=host_gap,
+        jitter=jitter,
+        lease=lease,
+        health=_address(health),
+        reload_every=reload_every,
+    )
+    try:
+        asyncio.run(Daemon(store, settings).run())
+    except OSError as exc:
+        _fail(str(exc), EXIT_UNCHECKED)
+    finally:
+        store.close()
+        if lock is not None:
+            lock.close()
+
+
+@main.command()
+@targets_option
+@db_option
+@json_option
+def status(targets_dir: Path, db_url: str, as_json: bool) -> None:
+    """Per page: last check, outcome, next due, consecutive failures, whether it is running."""
+    pages = load_pages(targets_dir)
+    store = open_store(db_url)
+    rows = {row.id: row for row in store.pages()}
+    now = utcnow()
+    report = []
+    for page in pages:
+        row = rows.get(page.id)
+        last = row.last_checked_at if row else None
+        due = (row.next_due_at if row and row.next_due_at else None) or (
+            last + timedelta(seconds=page.interval_seconds) if last else None
+        )
+        running = bool(row and row.lease_until and row.lease_until > now)
+        report.append(
+            {
+                "target": page.id,
+                "provider": page.provider,
+                "last_check": _iso(last),
+                "outcome": row.last_outcome if row else None,
+                "next_due": _iso(due),
+                "overdue": bool(due and due < now),
+                "consecutive_failures": row.consecutive_failures if row else 0,
+                "error": row.last_error if row else None,
+                "running": running,
+            }
+        )
+    if as_json:
+        for entry in report:
+            print(json.dumps(entry))
+        return
+    table = Table(title=f"{len(pages)} page(s)", title_justify="left")
+    for column in ("page", "last check (UTC)", "outcome", "next due (UTC)", "failures", "note"):
+        table.add_column(column, overflow="fold")
+    for entry in report:
+        note = "running" if entry["running"] else (entry["error"] or "")
+        due = (entry["next_due"] or "now")[:19].replace("T", " ")
+        table.add_row(
+            entry["target"],
+            (entry["last_check"] or "never")[:19].replace("T", " "),
+            entry["outcome"] or "-",
+            f"[red]{due}[/]" if entry["overdue"] else due,
+            str(entry["consecutive_failures"] or ""),
+            note,
+        )
+    out.print(table)
 
 
 @main.command()

@@ -39,8 +39,8 @@ def parse_interval(value: str) -> int:
     if not match:
         raise ValueError(f"{value!r} is not an interval like 90s, 30m, 6h or 1d")
     seconds = int(match.group(1)) * _INTERVAL_UNITS[match.group(2)]
-    if seconds < 10:
-        raise ValueError(f"{value!r} is shorter than the 10s minimum")
+    if seconds < 1:
+        raise ValueError(f"{value!r} is shorter than one second")
     return seconds
 
 

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
 from monitor.fetch import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, Capture, FetchMode
 from monitor.fetch.browser import BrowserPool
 from monitor.fetch.http import HttpFetcher
 from monitor.targets import Page
+
+
+@dataclass
+class _HostTurn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last: float = 0.0
 
 
 class Fetcher:
@@ -17,9 +28,12 @@ class Fetcher:
         timeout: float = DEFAULT_TIMEOUT,
         max_bytes: int = DEFAULT_MAX_BYTES,
         browser_pages: int = 4,
+        host_gap: float = 0.0,
     ) -> None:
         self.http = HttpFetcher(timeout, max_bytes)
         self.browser = BrowserPool(timeout, browser_pages)
+        self.host_gap = host_gap
+        self._hosts: dict[str, _HostTurn] = {}
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -32,6 +46,17 @@ class Fetcher:
         await self.browser.close()
 
     async def fetch(self, page: Page, mode: FetchMode) -> Capture:
+        if self.host_gap:
+            await self._polite(urlsplit(page.url).netloc)
         if mode == "browser":
             return await self.browser.fetch(page.url, wait_for=page.decl.wait_for)
         return await self.http.fetch(page.url)
+
+    async def _polite(self, host: str) -> None:
+        """Keep at least `host_gap` seconds between the starts of two requests to one host."""
+        turn = self._hosts.setdefault(host, _HostTurn())
+        async with turn.lock:
+            wait = turn.last + self.host_gap - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            turn.last = time.monotonic()

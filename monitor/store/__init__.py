@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -166,15 +167,32 @@ class Store:
             yield session
 
     def sync_pages(self, pages: Iterable[Page]) -> None:
-        """Create or update the row of each declared page (the history is never touched)."""
+        """Create or update the row of each declared page (the history is never touched).
+        An upsert, so that several instances starting together do not collide."""
+        rows = [
+            {
+                "id": p.id,
+                "provider": p.provider,
+                "url": p.url,
+                "title": p.decl.title,
+                "declaration_hash": p.declaration_hash,
+                "consecutive_failures": 0,
+            }
+            for p in pages
+        ]
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         with self.session() as session:
-            for page in pages:
-                row = session.get(PageRow, page.id)
-                if row is None:
-                    row = PageRow(id=page.id, consecutive_failures=0)
-                    session.add(row)
-                row.provider, row.url, row.title = page.provider, page.url, page.decl.title
-                row.declaration_hash = page.declaration_hash
+            for start in range(0, len(rows), 500):
+                statement = insert(PageRow).values(rows[start : start + 500])
+                session.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[PageRow.id],
+                        set_={
+                            name: statement.excluded[name]
+                            for name in ("provider", "url", "title", "declaration_hash")
+                        },
+                    )
+                )
 
     def page_state(self, page_id: str) -> PageState:
         with self.session() as session:

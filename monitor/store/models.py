@@ -77,6 +77,10 @@ class PageRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Scheduling across instances: when the page is next due, and who is checking it now.
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class VersionRow(Base):
