@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from bs4 import BeautifulSoup, Comment, NavigableString, Tag
+from bs4 import BeautifulSoup, Comment, NavigableString, PageElement, Tag
 
 EXTRACTOR_VERSION = "1"
 
@@ -277,34 +277,58 @@ def _apply_ignore(lines: list[str], patterns: tuple[str, ...]) -> list[str]:
     return kept
 
 
-class _BlockWriter:
-    """Walks a tree and writes one line per block element, with inline text joined."""
+@dataclass
+class _Link:
+    """Where a link's text started, to append its target when the link ends."""
 
-    def __init__(self, base_url: str) -> None:
+    parts_at: int
+    flushes_at: int
+
+
+class _BlockWriter:
+    """Walks a tree and writes one line per block element, with inline text joined.
+
+    The walk keeps its own stack (no recursion), so documents nested thousands of levels
+    deep are read like any other."""
+
+    def __init__(self, base_url: str, *, in_cell: bool = False) -> None:
         self.base_url = base_url
+        self.in_cell = in_cell
         self.lines: list[str] = []
         self._parts: list[str] = []
         self._prefix = ""
+        self._flushes = 0
 
     def flush(self) -> None:
         text = normalise_text("".join(self._parts))
         self._parts = []
+        self._flushes += 1
         if text:
             self.lines.append(f"{self._prefix}{text}")
             self._prefix = ""
 
-    def walk(self, node: Tag) -> None:
-        for child in node.children:
-            if isinstance(child, NavigableString):
-                self._parts.append(str(child))
-            elif isinstance(child, Tag):
-                self._element(child)
+    def walk(self, root: Tag) -> None:
+        stack: list[tuple[PageElement, _Link | bool | None]] = [
+            (child, None) for child in reversed(root.contents)
+        ]
+        while stack:
+            node, leaving = stack.pop()
+            if leaving is not None:
+                self._leave(node, leaving)  # type: ignore[arg-type]
+            elif isinstance(node, NavigableString):
+                self._parts.append(str(node))
+            elif isinstance(node, Tag) and (state := self._enter(node)) is not None:
+                stack.append((node, state))
+                stack.extend((child, None) for child in reversed(node.contents))
 
-    def _element(self, tag: Tag) -> None:
+    def _enter(self, tag: Tag) -> _Link | bool | None:
+        """Handle the start of an element; None when its children are not to be walked."""
         name = tag.name
         if name == "br":
             self._parts.append(" ")
-        elif name == "tr":
+        elif name == "input":
+            self._parts.append(f" {_control_text(tag)} ")
+        elif name == "tr" and not self.in_cell:  # a table inside a cell is read as blocks
             self.flush()
             cells = [
                 _cell_text(cell, self.base_url)
@@ -314,41 +338,45 @@ class _BlockWriter:
             if row:
                 self.lines.append(row)
         elif name == "a":
-            self._link(tag)
-        elif name == "input":
-            self._parts.append(f" {_control_text(tag)} ")
+            return _Link(len(self._parts), self._flushes)
         elif name in _BLOCKS:
             self.flush()
             if name in _HEADINGS:
                 self._prefix = _HEADINGS[name] + " "
             elif name in ("li", "dd"):
                 self._prefix = "- "
-            self.walk(tag)
-            self._toggle_state(tag)
-            self.flush()
+            return True
         else:
-            self.walk(tag)
-            self._toggle_state(tag)
+            return False
+        return None
 
-    def _link(self, tag: Tag) -> None:
-        before = len(self._parts)
-        self.walk(tag)
-        text = normalise_text("".join(self._parts[before:]))
+    def _leave(self, tag: Tag, state: _Link | bool) -> None:
+        if isinstance(state, _Link):
+            self._end_link(tag, state)
+            return
+        self._toggle_state(tag)
+        if state:  # a block ends its line
+            self.flush()
+
+    def _end_link(self, tag: Tag, start: _Link) -> None:
         url = normalise_url(str(tag.get("href", "")), self.base_url)
-        if url and text:
-            self._parts.append(f" <{url}>")
+        if not url:
+            return
+        if self._flushes == start.flushes_at:
+            if normalise_text("".join(self._parts[start.parts_at :])):
+                self._parts.append(f" <{url}>")
+        elif self.lines:  # the link held blocks: its target goes with its last line
+            self.lines[-1] += f" <{url}>"
 
     def _toggle_state(self, tag: Tag) -> None:
         """A switch's on/off state is part of what a settings page says."""
-        if tag.get("role") in ("switch", "checkbox") and tag.get("aria-checked") in (
-            "true",
-            "false",
-        ):
-            self._parts.append(" [on] " if tag.get("aria-checked") == "true" else " [off] ")
+        checked = tag.get("aria-checked")
+        if tag.get("role") in ("switch", "checkbox") and checked in ("true", "false"):
+            self._parts.append(" [on] " if checked == "true" else " [off] ")
 
 
 def _cell_text(cell: Tag, base_url: str) -> str:
-    writer = _BlockWriter(base_url)
+    writer = _BlockWriter(base_url, in_cell=True)
     writer.walk(cell)
     writer.flush()
     return " ".join(writer.lines)

@@ -137,3 +137,8 @@ def test_garbage_html_does_not_crash() -> None:
         "<table><tr><td>a<td>b",
     ):
         extract(junk, base_url=BASE)
+
+
+@pytest.mark.parametrize("opening", ["<div>", "<span>", "<a href='/x'>", "<li>", "<table><tr><td>"])
+def test_very_deep_nesting_is_read(opening: str) -> None:
+    assert "deep text" in text("<body>" + opening * 10_000 + "<p>deep text</p></body>")
