@@ -74,8 +74,13 @@ class HttpFetcher:
                         current = self._next_hop(target, chain)
                         continue
                     if response.status_code >= 400:
+                        reason = status_reason(response.status_code)
+                        retry_after = response.headers.get("retry-after", "").strip()
+                        if retry_after:
+                            unit = " s" if retry_after.isdigit() else ""
+                            reason += f" (retry after {retry_after[:40]}{unit})"
                         raise FetchError(
-                            status_reason(response.status_code),
+                            reason,
                             "status",
                             status=response.status_code,
                             final_url=current,
