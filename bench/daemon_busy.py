@@ -12,6 +12,7 @@ Chromium). Writes bench/results/daemon_busy.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -63,25 +64,23 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def tree(pid: int) -> list[int]:
-    """The process and all its descendants."""
+    """The process and all its descendants (children are listed per thread that forked them)."""
     found, frontier = [pid], [pid]
     while frontier:
         parent = frontier.pop()
-        children = Path(f"/proc/{parent}/task/{parent}/children")
-        if children.exists():
-            kids = [int(p) for p in children.read_text().split()]
-            found += kids
-            frontier += kids
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for listing in Path(f"/proc/{parent}/task").glob("*/children"):
+                kids = [int(p) for p in listing.read_text().split()]
+                found += kids
+                frontier += kids
     return found
 
 
 def tree_pss_mb(pid: int) -> float:
     total = 0.0
     for member in tree(pid):
-        try:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             total += pss_mb(member)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
     return total
 
 
@@ -109,9 +108,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         targets = Path(scratch) / "targets"
         targets.mkdir()
-        (targets / "local.yaml").write_text(
-            yaml.safe_dump({"provider": "Local", "pages": pages})
-        )
+        (targets / "local.yaml").write_text(yaml.safe_dump({"provider": "Local", "pages": pages}))
         monitor = str(Path(sys.executable).with_name("monitor"))
         process = subprocess.Popen(
             [
