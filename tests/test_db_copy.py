@@ -38,7 +38,9 @@ def table_rows(url: str) -> dict[str, list[tuple]]:
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as connection:
         rows = {
-            name: [tuple(row) for row in connection.execute(text(f"SELECT id FROM {name}"))]
+            name: [
+                tuple(row) for row in connection.execute(text(f"SELECT id FROM {name} ORDER BY id"))
+            ]
             for name in TABLES
         }
     engine.dispose()
@@ -83,6 +85,7 @@ def history_on_sqlite(site: Site, targets_dir: Path, sqlite_url: str) -> dict[st
 
 
 def test_copy_keeps_the_history_and_new_checks_continue(
+    tmp_path: Path,
     site: Site,
     targets_dir: Path,
     sqlite_url: str,
@@ -101,7 +104,7 @@ def test_copy_keeps_the_history_and_new_checks_continue(
     assert "pages: 2 row(s)" in copied.stderr
     assert f"checks: {len(rows_before['checks'])} row(s)" in copied.stderr
 
-    assert table_rows(postgres_url) == {name: sorted(ids) for name, ids in rows_before.items()}
+    assert table_rows(postgres_url) == rows_before
     for page, shown in before.items():
         assert as_json("history", page, "--db", postgres_url) == shown
     assert as_json("diff", str(history_on_sqlite["wording"]), "--db", postgres_url) == wording_diff
@@ -119,6 +122,11 @@ def test_copy_keeps_the_history_and_new_checks_continue(
     assert min(rows_after["checks"])[0] == min(rows_before["checks"])[0]
     history = as_json("history", "claude-training", "--db", postgres_url)
     assert [c["id"] for c in history["changes"]] == [new_change, history_on_sqlite["wording"]]
+
+    back = f"sqlite:///{tmp_path / 'back.db'}"
+    assert monitor("db", "copy", postgres_url, back).exit_code == 0
+    assert as_json("history", "claude-training", "--db", back) == history
+    assert table_rows(back) == rows_after
 
 
 def test_copy_refuses_a_destination_that_has_a_history(

@@ -101,7 +101,8 @@ def _tables_to_copy(source: Store, dest: Store) -> list[Table]:
 
 def _copy_rows(table: Table, reading: Connection, writing: Connection) -> int:
     order = [column for column in table.primary_key.columns] or list(table.columns)
-    rows = reading.execute(select(table).order_by(*order)).mappings()
+    query = select(table).order_by(*order).execution_options(yield_per=BATCH)
+    rows = reading.execute(query).mappings()
     count = 0
     while batch := rows.fetchmany(BATCH):
         writing.execute(table.insert(), [dict(row) for row in batch])
