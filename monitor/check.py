@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from monitor.compare import Assessment, assess
 from monitor.extract import Extraction, SelectorMissing, extract
 from monitor.fetch import Capture, Fetcher, FetchError, FetchMode
@@ -49,6 +51,11 @@ class CheckResult:
             "duration_ms": self.duration_ms,
             "fetch": self.fetch_mode,
         }
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    return str(cause).strip().splitlines()[0][:300] if str(cause).strip() else type(cause).__name__
 
 
 class PageFailure(Exception):
@@ -90,7 +97,18 @@ class Checker:
         return list(await asyncio.gather(*(bounded(page) for page in pages)))
 
     async def check(self, page: Page) -> CheckResult:
-        """Check one page and record the outcome; never raises for a page's own failure."""
+        """Check one page and record the outcome; never raises for a page's own failure,
+        nor when the store is unreachable (the check is then reported, not recorded)."""
+        started = time.perf_counter()
+        try:
+            return await self._check(page)
+        except SQLAlchemyError as exc:
+            reason = f"could not use the store: {_first_line(exc)}"
+            log.error("page %s: %s", page.id, reason)
+            duration = round((time.perf_counter() - started) * 1000)
+            return CheckResult(page, "error", duration, error=reason, summary=reason)
+
+    async def _check(self, page: Page) -> CheckResult:
         started_at = utcnow()
         started = time.perf_counter()
         state = await asyncio.to_thread(self.store.page_state, page.id)

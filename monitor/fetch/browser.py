@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -17,6 +18,8 @@ from typing import Any
 
 from monitor.fetch import USER_AGENT, Capture, FetchError
 from monitor.fetch.http import status_reason
+
+log = logging.getLogger(__name__)
 
 CHROMIUM_FLAGS = (
     "--no-sandbox",
@@ -112,24 +115,46 @@ class BrowserPool:
             return self._browser
 
     async def fetch(self, url: str, *, wait_for: str | None = None) -> Capture:
+        """Render a page in a fresh context. A browser that crashed (before or during the
+        check) is started again and the check retried once."""
+        from playwright.async_api import Error as PlaywrightError
+
         async with self._slots:
-            browser = await self._ensure()
-            context = await browser.new_context(
-                user_agent=f"{USER_AGENT} Chromium",
-                accept_downloads=False,
-                service_workers="block",
-                java_script_enabled=True,
+            for attempt in (1, 2):
+                try:
+                    browser = await self._ensure()
+                except BrowserUnavailable as exc:
+                    raise FetchError(str(exc), "browser", mode="browser") from None
+                try:
+                    return await self._fetch_in(browser, url, wait_for)
+                except (PlaywrightError, FetchError) as exc:
+                    if browser.is_connected() or attempt == 2:
+                        if isinstance(exc, FetchError):
+                            raise
+                        reason = str(exc).splitlines()[0][:200]
+                        raise FetchError(
+                            f"browser error: {reason}", "browser", mode="browser"
+                        ) from None
+                    log.warning("the browser went away during a check of %s; restarting it", url)
+            raise AssertionError("unreachable")
+
+    async def _fetch_in(self, browser: Any, url: str, wait_for: str | None) -> Capture:
+        context = await browser.new_context(
+            user_agent=f"{USER_AGENT} Chromium",
+            accept_downloads=False,
+            service_workers="block",
+            java_script_enabled=True,
+        )
+        try:
+            return await asyncio.wait_for(
+                self._render(context, url, wait_for), timeout=self.timeout
             )
-            try:
-                return await asyncio.wait_for(
-                    self._render(context, url, wait_for), timeout=self.timeout
-                )
-            except TimeoutError:
-                raise FetchError(
-                    f"timed out after {self.timeout:g}s", "timeout", mode="browser"
-                ) from None
-            finally:
-                await _quietly(context.close())
+        except TimeoutError:
+            raise FetchError(
+                f"timed out after {self.timeout:g}s", "timeout", mode="browser"
+            ) from None
+        finally:
+            await _quietly(context.close())
 
     async def _render(self, context: Any, url: str, wait_for: str | None) -> Capture:
         from playwright.async_api import Error as PlaywrightError
