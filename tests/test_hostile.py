@@ -168,3 +168,38 @@ def test_hostile_scripts_in_the_browser(site: Site) -> None:
     assert isinstance(results["/fine"], Capture) and "Still healthy." in results["/fine"].html
     download = results["/download"]
     assert isinstance(download, FetchError) or "Download started." in download.html
+
+
+@pytest.mark.browser
+def test_browser_reads_no_local_files_and_keeps_no_state(site: Site) -> None:
+    site.page(
+        "/peek",
+        "<main><p>Looking.</p><iframe src='file:///etc/passwd'></iframe></main>"
+        "<script>setTimeout(() => { location.href = 'file:///etc/passwd'; }, 10);</script>",
+    )
+    seen: list[str] = []
+
+    def remember(request: BaseHTTPRequestHandler) -> None:
+        seen.append(request.headers.get("Cookie", ""))
+        body = b"<main><p>Cookie set.</p></main><script>document.cookie = 'tracker=1; max-age=3600';</script>"
+        request.send_response(200)
+        request.send_header("Content-Type", "text/html")
+        request.send_header("Set-Cookie", "session=abc; Max-Age=3600")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    site.routes["/state"] = Route(handler=remember)
+
+    async def go() -> Capture | FetchError:
+        async with Fetcher(timeout=5) as fetcher:
+            for _ in range(2):
+                await fetcher.fetch(page(site.url("/state")), "browser")
+            try:
+                return await fetcher.fetch(page(site.url("/peek")), "browser")
+            except FetchError as error:
+                return error
+
+    peek = asyncio.run(go())
+    assert seen == ["", ""]  # the second check carried no cookie from the first
+    assert isinstance(peek, FetchError) or "root:" not in peek.html
