@@ -9,12 +9,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.compare import Assessment, assess
+from monitor.compare import assess
 from monitor.extract import Extraction, SelectorMissing, extract
 from monitor.fetch import Capture, Fetcher, FetchError, FetchMode
 from monitor.store import CheckRecord, NewChange, PageState, Store
@@ -24,6 +25,8 @@ from monitor.targets import Page
 log = logging.getLogger(__name__)
 
 Status = Literal["first", "unchanged", "changed", "error"]
+# Names the destinations (key, label) that want a change of a page at a severity.
+Router = Callable[[Page, str], tuple[tuple[str, str], ...]]
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,22 @@ def _first_line(exc: SQLAlchemyError) -> str:
     return str(cause).strip().splitlines()[0][:300] if str(cause).strip() else type(cause).__name__
 
 
+def _ms_since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _change(kind: str, severity: str, reasons: list[str]) -> NewChange:
+    return NewChange(
+        kind=kind, severity=severity, summary="; ".join(reasons), reasons=reasons, terms=[], diff=[]
+    )
+
+
+def _quiet_summary(record: CheckRecord) -> str:
+    if record.outcome == "first" and record.text is not None:
+        return f"first version: {len(record.text.splitlines())} blocks"
+    return record.error or "no change"
+
+
 class PageFailure(Exception):
     """A check that got no usable text: the page failed to load or its structure moved."""
 
@@ -75,10 +94,22 @@ class Observation:
 class Checker:
     """Runs checks against one store with one fetcher (and so one browser)."""
 
-    def __init__(self, store: Store, fetcher: Fetcher, *, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        store: Store,
+        fetcher: Fetcher,
+        *,
+        concurrency: int = 8,
+        route: Router | None = None,
+        failures_before_alert: int = 1,
+        retry_delay: float = 2.0,
+    ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.concurrency = concurrency
+        self.route = route
+        self.failures_before_alert = failures_before_alert
+        self.retry_delay = retry_delay
 
     async def check_all(
         self, pages: Sequence[Page], on_result: Callable[[CheckResult], None] | None = None
@@ -112,78 +143,106 @@ class Checker:
         started_at = utcnow()
         started = time.perf_counter()
         state = await asyncio.to_thread(self.store.page_state, page.id)
-
-        def elapsed() -> int:
-            return round((time.perf_counter() - started) * 1000)
-
         try:
             observation = await self.observe(page, state)
         except PageFailure as failure:
             record = CheckRecord(
                 page.id,
                 started_at,
-                elapsed(),
+                _ms_since(started),
                 "error",
                 fetch_mode=failure.mode,
                 status=failure.status,
                 error=failure.reason,
-            )
-            await asyncio.to_thread(self.store.record_check, record)
-            return CheckResult(
-                page,
-                "error",
-                record.duration_ms,
-                error=failure.reason,
-                summary=failure.reason,
-                fetch_mode=failure.mode,
+                change=self._failure(state, failure),
             )
         except Exception as exc:  # a bug must not stop the other checks
             log.exception("check of %s failed unexpectedly", page.id)
             reason = f"internal error: {type(exc).__name__}: {exc}"
-            record = CheckRecord(page.id, started_at, elapsed(), "error", error=reason)
-            await asyncio.to_thread(self.store.record_check, record)
-            return CheckResult(page, "error", record.duration_ms, error=reason, summary=reason)
-
-        capture, text = observation.capture, observation.extraction.text
-        status: Status
-        assessment: Assessment | None = None
-        if state.text is None:
-            status, summary = "first", f"first version: {len(text.splitlines())} blocks"
-        elif state.text == text:
-            status, summary = "unchanged", "no change"
+            record = CheckRecord(page.id, started_at, _ms_since(started), "error", error=reason)
         else:
-            assessment = assess(state.text, text, watch=page.decl.watch)
-            status, summary = "changed", assessment.summary
-        change = None
-        if assessment is not None:
-            change = NewChange(
-                kind="content",
-                severity=assessment.severity,
-                summary=assessment.summary,
-                reasons=list(assessment.reasons),
-                terms=list(assessment.terms),
-                diff=[hunk.to_json() for hunk in assessment.hunks],
-            )
-        record = CheckRecord(
-            page.id,
-            started_at,
-            elapsed(),
-            status,
-            fetch_mode=capture.mode,
-            status=capture.status,
-            text=None if status == "unchanged" else text,
-            final_url=capture.final_url,
-            change=change,
-        )
+            record = self._compare(page, state, observation, started_at, _ms_since(started))
+        if record.change and self.route:
+            record = replace(record, deliveries=self.route(page, record.change.severity))
         recorded = await asyncio.to_thread(self.store.record_check, record)
         return CheckResult(
             page,
-            status,
+            record.outcome,  # type: ignore[arg-type]
             record.duration_ms,
-            severity=assessment.severity if assessment else None,
+            severity=record.change.severity if record.change else None,
             change_id=recorded.change_id,
-            summary=summary,
+            summary=record.change.summary if record.change else _quiet_summary(record),
+            error=record.error,
+            fetch_mode=record.fetch_mode,
+        )
+
+    def _compare(
+        self,
+        page: Page,
+        state: PageState,
+        observation: Observation,
+        started_at: datetime,
+        duration_ms: int,
+    ) -> CheckRecord:
+        """The check's record when the page answered: first, unchanged or changed."""
+        capture, text = observation.capture, observation.extraction.text
+        change = None
+        if state.text is None:
+            outcome = "first"
+        elif state.text == text:
+            outcome = "unchanged"
+            if self._was_failing(state):
+                change = _change("recovery", "minor", [self._recovered(state)])
+        else:
+            outcome = "changed"
+            assessment = assess(state.text, text, watch=page.decl.watch)
+            reasons = list(assessment.reasons)
+            if self._was_failing(state):
+                reasons.append(self._recovered(state))
+            change = NewChange(
+                kind="content",
+                severity=assessment.severity,
+                summary="; ".join(reasons[:3]),
+                reasons=reasons,
+                terms=list(assessment.terms),
+                diff=[hunk.to_json() for hunk in assessment.hunks],
+            )
+        return CheckRecord(
+            page.id,
+            started_at,
+            duration_ms,
+            outcome,
             fetch_mode=capture.mode,
+            status=capture.status,
+            text=None if outcome == "unchanged" else text,
+            final_url=capture.final_url,
+            change=change,
+        )
+
+    def _failure(self, state: PageState, failure: PageFailure) -> NewChange | None:
+        """A page that worked and now fails (after the retry) is a critical change, once:
+        when its failures in a row reach `failures_before_alert`."""
+        if state.version_id is None or state.consecutive_failures + 1 != self.failures_before_alert:
+            return None
+        reason = (
+            f"page now answers {failure.status}"
+            if failure.status
+            else f"page can no longer be read: {failure.reason}"
+        )
+        if failure.status and failure.reason not in reason:
+            reason += f" ({failure.reason})"
+        return _change("failure", "critical", [reason])
+
+    def _was_failing(self, state: PageState) -> bool:
+        return (
+            state.last_outcome == "error"
+            and state.consecutive_failures >= self.failures_before_alert
+        )
+
+    @staticmethod
+    def _recovered(state: PageState) -> str:
+        return (
+            f"recovered: the page answers again after {state.consecutive_failures} failed check(s)"
         )
 
     async def observe(self, page: Page, state: PageState) -> Observation:
@@ -193,7 +252,11 @@ class Checker:
             mode = "browser" if state.last_mode == "browser" or page.decl.wait_for else "http"
         else:
             mode = page.decl.fetch
-        observation = await self._observe(page, mode)
+        try:
+            observation = await self._observe(page, mode)
+        except PageFailure:  # confirm a failure before it counts
+            await asyncio.sleep(self.retry_delay)
+            observation = await self._observe(page, mode)
         if (
             page.decl.fetch == "auto"
             and mode == "http"

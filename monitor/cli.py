@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -19,8 +20,9 @@ from rich.table import Table
 from monitor import logs
 from monitor.check import Checker, CheckResult
 from monitor.fetch import DEFAULT_TIMEOUT, Fetcher
+from monitor.notify import DestinationError, Notifier, load_destinations
 from monitor.render import render_change, severity_text
-from monitor.store import DEFAULT_DB, Store, StoreError, redact_url
+from monitor.store import DEFAULT_DB, Store, StoreError, outbox, redact_url
 from monitor.store.models import utcnow
 from monitor.targets import Page, TargetError, load_targets, select_pages
 
@@ -62,6 +64,31 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(
         func
     )
+
+
+def notify_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("--no-notify", is_flag=True, help="Record changes but send no alert.")(func)
+    return click.option(
+        "--notify",
+        "notify_urls",
+        multiple=True,
+        envvar="MONITOR_NOTIFY",
+        help="Apprise URL, or path of an Apprise YAML/TEXT config; repeatable (MONITOR_NOTIFY: "
+        "separated by spaces).",
+    )(func)
+
+
+def make_notifier(
+    notify_urls: tuple[str, ...], no_notify: bool, pages: list[Page]
+) -> Notifier | None:
+    """The configured destinations, or None when alerts are off or none are configured."""
+    if no_notify or not notify_urls:
+        return None
+    try:
+        destinations = load_destinations(notify_urls)
+    except DestinationError as exc:
+        _fail(str(exc))
+    return Notifier(destinations, base_url=os.environ.get("MONITOR_BASE_URL"), pages=pages)
 
 
 def load_pages(targets_dir: Path, ids: tuple[str, ...] = ()) -> list[Page]:
@@ -124,6 +151,15 @@ def main(verbose: int, log_format: str) -> None:
     type=click.FloatRange(1, 600),
     help="Seconds allowed for one fetch.",
 )
+@click.option(
+    "--retry-delay",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0, 300),
+    help="Seconds before a failed fetch is tried again (a failure counts only if "
+    "the retry fails too).",
+)
+@notify_options
 def check_now(
     ids: tuple[str, ...],
     targets_dir: Path,
@@ -132,6 +168,9 @@ def check_now(
     concurrency: int,
     browser_pages: int,
     timeout: float,
+    retry_delay: float,
+    notify_urls: tuple[str, ...],
+    no_notify: bool,
 ) -> None:
     """Check all pages (or the IDS named) once, store what changed, and report.
 
@@ -139,11 +178,16 @@ def check_now(
     file error (nothing checked).
     """
     pages = load_pages(targets_dir, ids)
+    notifier = make_notifier(notify_urls, no_notify, pages)
     store = open_store(db_url)
     try:
         results = asyncio.run(
-            _run_checks(store, pages, as_json, concurrency, browser_pages, timeout)
+            _run_checks(
+                store, pages, as_json, concurrency, browser_pages, timeout, retry_delay, notifier
+            )
         )
+        if notifier is not None:  # this run's alerts, and any left from earlier runs
+            err.print(notifier.flush(store).describe())
     finally:
         store.close()
     if not as_json:
@@ -158,9 +202,14 @@ async def _run_checks(
     concurrency: int,
     browser_pages: int,
     timeout: float,
+    retry_delay: float,
+    notifier: Notifier | None,
 ) -> list[CheckResult]:
     async with Fetcher(timeout=timeout, browser_pages=browser_pages) as fetcher:
-        checker = Checker(store, fetcher, concurrency=concurrency)
+        route = notifier.route if notifier else None
+        checker = Checker(
+            store, fetcher, concurrency=concurrency, route=route, retry_delay=retry_delay
+        )
         if as_json:
 
             def emit(result: CheckResult) -> None:
@@ -294,6 +343,14 @@ def _address(value: str) -> tuple[str, int] | None:
     type=click.FloatRange(0.2, 3600),
     help="Seconds between looks at the targets directory for edits.",
 )
+@click.option(
+    "--alert-after-failures",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Failed checks in a row (each confirmed by a retry) before a page's failure alert.",
+)
+@notify_options
 def run(
     targets_dir: Path,
     db_url: str,
@@ -306,6 +363,9 @@ def run(
     lease: float | None,
     health: str,
     reload_every: float,
+    alert_after_failures: int,
+    notify_urls: tuple[str, ...],
+    no_notify: bool,
 ) -> None:
     """The scheduler daemon: check each page on its interval until stopped.
 
@@ -316,7 +376,8 @@ def run(
     from monitor.schedule import Daemon, DaemonSettings, InstanceLocked, lock_sqlite
 
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    load_pages(targets_dir)  # refuse a broken target set before anything starts
+    pages = load_pages(targets_dir)  # refuse a broken target set before anything starts
+    notifier = make_notifier(notify_urls, no_notify, pages)
     try:
         lock = lock_sqlite(db_url)
     except InstanceLocked as exc:
@@ -333,9 +394,10 @@ def run(
         lease=lease,
         health=_address(health),
         reload_every=reload_every,
+        failures_before_alert=alert_after_failures,
     )
     try:
-        asyncio.run(Daemon(store, settings).run())
+        asyncio.run(Daemon(store, settings, notifier).run())
     except OSError as exc:
         _fail(str(exc), EXIT_UNCHECKED)
     finally:
@@ -509,6 +571,90 @@ def diff(change_id: int, db_url: str, as_json: bool) -> None:
         print(json.dumps(_change_json(change), indent=2))
         return
     out.print(render_change(change, page.title or page.id, page.url))
+
+
+@main.command("notify-test")
+@targets_option
+@notify_options
+def notify_test(targets_dir: Path, notify_urls: tuple[str, ...], no_notify: bool) -> None:
+    """Send a test message to every configured destination and say whether each worked."""
+    if not notify_urls:
+        _fail("no destination configured: give --notify URL or set MONITOR_NOTIFY")
+    notifier = make_notifier(notify_urls, False, [])
+    assert notifier is not None
+    failures = 0
+    for label, error in notifier.test():
+        if error is None:
+            out.print(f"[green]ok[/green]      {label}")
+        else:
+            failures += 1
+            out.print(f"[red]failed[/red]  {label}: {error}", markup=True)
+    sys.exit(EXIT_UNCHECKED if failures else EXIT_OK)
+
+
+@main.command()
+@db_option
+@json_option
+@click.option("--all", "show_all", is_flag=True, help="Also the deliveries already sent.")
+@click.option(
+    "--resend",
+    type=int,
+    metavar="ID",
+    help="Queue a failed or uncertain delivery again (after checking it did not arrive).",
+)
+def deliveries(db_url: str, as_json: bool, show_all: bool, resend: int | None) -> None:
+    """Alerts not yet delivered: pending, failed (retried with backoff) and uncertain."""
+    store = open_store(db_url)
+    if resend is not None:
+        if not outbox.resend(store, resend, utcnow()):
+            _fail(f"delivery {resend} is not failed or uncertain")
+        out.print(f"delivery {resend} queued again; it goes out with the next check-now or run")
+        return
+    states = ("pending", "sending", "failed", "uncertain") + (("sent",) if show_all else ())
+    rows = outbox.listing(store, states)
+    if as_json:
+        for delivery, change in rows:
+            print(
+                json.dumps(
+                    {
+                        "id": delivery.id,
+                        "change_id": delivery.change_id,
+                        "page_id": change.page_id,
+                        "severity": change.severity,
+                        "destination": delivery.label,
+                        "state": delivery.state,
+                        "attempts": delivery.attempts,
+                        "next_attempt_at": _iso(delivery.next_attempt_at),
+                        "sent_at": _iso(delivery.sent_at),
+                        "last_error": delivery.last_error,
+                    }
+                )
+            )
+        return
+    table = Table(title=f"{len(rows)} deliver(ies)", title_justify="left")
+    for column in (
+        "id",
+        "change",
+        "page",
+        "destination",
+        "state",
+        "tries",
+        "next try (UTC)",
+        "error",
+    ):
+        table.add_column(column, overflow="fold")
+    for delivery, change in rows:
+        table.add_row(
+            str(delivery.id),
+            str(delivery.change_id),
+            change.page_id,
+            delivery.label,
+            delivery.state,
+            str(delivery.attempts),
+            _when(delivery.next_attempt_at) if delivery.state == "failed" else "",
+            delivery.last_error or "",
+        )
+    out.print(table)
 
 
 @main.group()

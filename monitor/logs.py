@@ -36,3 +36,6 @@ def configure(level: int, fmt: str) -> None:
     root.setLevel(level)
     for noisy in ("alembic", "apscheduler", "uvicorn", "httpx", "asyncio"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # Apprise's own messages may quote a destination's URL: the notifier captures them and
+    # logs a scrubbed version instead.
+    logging.getLogger("apprise").propagate = False

@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from monitor import metrics
 from monitor.check import Checker
 from monitor.fetch import Fetcher
+from monitor.notify import Notifier
 from monitor.store import Store, leases
 from monitor.store.models import utcnow
 from monitor.targets import Page, TargetError, load_targets
@@ -52,6 +53,8 @@ class DaemonSettings:
     reload_every: float = 5.0
     lease: float | None = None  # default: long enough for a check and its retry
     health: tuple[str, int] | None = ("127.0.0.1", 9108)  # /healthz and /metrics
+    failures_before_alert: int = 1  # failed checks in a row before a page's failure alert
+    retry_every: float = 60.0  # seconds between retries of undelivered alerts
 
 
 class InstanceLocked(RuntimeError):
@@ -83,9 +86,12 @@ def lock_sqlite(db_url: str) -> IO[str] | None:
 
 
 class Daemon:
-    def __init__(self, store: Store, settings: DaemonSettings) -> None:
+    def __init__(
+        self, store: Store, settings: DaemonSettings, notifier: Notifier | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.notifier = notifier
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{random.randrange(16**6):06x}"
         self.pages: dict[str, Page] = {}
         self.running: set[asyncio.Task[Any]] = set()
@@ -119,7 +125,13 @@ class Daemon:
             host_gap=self.settings.host_gap,
         ) as fetcher:
             self._fetcher = fetcher
-            self._checker = Checker(self.store, fetcher, concurrency=self.settings.concurrency)
+            self._checker = Checker(
+                self.store,
+                fetcher,
+                concurrency=self.settings.concurrency,
+                route=self.notifier.route if self.notifier else None,
+                failures_before_alert=self.settings.failures_before_alert,
+            )
             self._scheduler.start()
             self._scheduler.add_job(
                 self._sweep,
@@ -128,6 +140,14 @@ class Daemon:
                 coalesce=True,
                 max_instances=1,
             )
+            if self.notifier is not None:
+                self._scheduler.add_job(
+                    self._deliver,
+                    IntervalTrigger(seconds=self.settings.retry_every),
+                    id="deliver",
+                    coalesce=True,
+                    max_instances=1,
+                )
             log.info("monitor run started: %d pages, instance %s", len(self.pages), self.owner)
             health = self._serve_health()
             await self._watch_targets()
@@ -243,6 +263,8 @@ class Daemon:
         self.store.sync_pages(pages.values())
         old = self.pages
         self.pages = pages
+        if self.notifier is not None:
+            self.notifier.pages = dict(pages)
         for page_id in old.keys() - pages.keys():
             with suppress(Exception):
                 self._scheduler.remove_job(page_id)
@@ -342,6 +364,8 @@ class Daemon:
                 result = await self._checker.check(page)
             next_due = now + timedelta(seconds=page.interval_seconds)
             metrics.observe(result)
+            if result.change_id is not None and self.notifier is not None:
+                await self._deliver()
             log.info(
                 "page %s: %s",
                 page.id,
@@ -360,7 +384,12 @@ class Daemon:
                 asyncio.to_thread(leases.release, self.store, page.id, self.owner, next_due)
             )
 
-    def next_runs(self) -> dict[str, datetime | None]:
-        return {
-            job.id: job.next_run_time for job in self._scheduler.get_jobs() if job.id != "sweep"
-        }
+    async def _deliver(self) -> None:
+        """Send due alerts (this check's, and retries of earlier ones)."""
+        assert self.notifier is not None
+        report = await asyncio.to_thread(self.notifier.flush, self.store)
+        if report.sent or report.failed or report.uncertain:
+            log.info(
+                report.describe(),
+                extra={"sent": report.sent, "failed": report.failed, "uncertain": report.uncertain},
+            )

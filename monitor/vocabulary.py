@@ -8,6 +8,7 @@ built-in list. Each entry is a regular expression fragment so that inflections a
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 BUILT_IN: dict[str, str] = {
@@ -48,3 +49,21 @@ def _compiled(extra: tuple[str, ...]) -> list[tuple[str, re.Pattern[str]]]:
 def find_terms(text: str, extra: tuple[str, ...] = ()) -> list[str]:
     """The vocabulary terms (built-in plus `extra`) that occur in `text`, in list order."""
     return [name for name, regex in _compiled(extra) if regex.search(text)]
+
+
+def emphasise(
+    text: str, extra: tuple[str, ...], mark: Callable[[str], str], escape: Callable[[str], str]
+) -> str:
+    """`text` with every vocabulary term passed through `mark` and the rest through `escape`."""
+    spans = sorted(
+        (match.span() for _, regex in _compiled(extra) for match in regex.finditer(text)),
+        key=lambda span: (span[0], -span[1]),
+    )
+    pieces, position = [], 0
+    for start, end in spans:
+        if start < position:  # overlapping terms: the first, longest one wins
+            continue
+        pieces += [escape(text[position:start]), mark(text[start:end])]
+        position = end
+    pieces.append(escape(text[position:]))
+    return "".join(pieces)

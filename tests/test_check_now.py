@@ -103,7 +103,16 @@ def test_unreachable_pages_exit_1_and_are_recorded(
         ],
     )
     result = monitor(
-        "check-now", "--json", "--timeout", "1.5", "--targets", str(targets_dir), "--db", sqlite_url
+        "check-now",
+        "--json",
+        "--retry-delay",
+        "0",
+        "--timeout",
+        "1.5",
+        "--targets",
+        str(targets_dir),
+        "--db",
+        sqlite_url,
     )
     assert result.exit_code == 1
     lines = json_lines(result)

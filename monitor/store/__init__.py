@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from monitor.store import outbox
 from monitor.store.models import Base, ChangeRow, CheckRow, PageRow, VersionRow
 from monitor.targets import Page
 
@@ -86,6 +87,7 @@ class CheckRecord:
     final_url: str | None = None
     error: str | None = None
     change: NewChange | None = None
+    deliveries: tuple[tuple[str, str], ...] = ()  # (destination key, label) for the change
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,7 @@ class Store:
                 session.add(change)
                 session.flush()
                 change_id = change.id
+                outbox.add(session, change.id, record.deliveries, record.started_at)
             check = CheckRow(
                 page_id=record.page_id,
                 started_at=record.started_at,

@@ -132,3 +132,25 @@ class CheckRow(Base):
     version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"))
     change_id: Mapped[int | None] = mapped_column(ForeignKey("changes.id"))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeliveryRow(Base):
+    """One alert to one destination: the outbox. Written with its change, sent after commit."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("change_id", "destination"),
+        Index("ix_deliveries_state_next", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    change_id: Mapped[int] = mapped_column(ForeignKey("changes.id", ondelete="CASCADE"))
+    destination: Mapped[str] = mapped_column(String(64))  # a hash of the URL, never the URL
+    label: Mapped[str] = mapped_column(String(300))  # scheme and host, for people
+    state: Mapped[str] = mapped_column(String(16))  # pending | sending | sent | failed | uncertain
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sending_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)

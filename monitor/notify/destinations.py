@@ -1,0 +1,120 @@
+"""Where alerts go: Apprise URLs (or an Apprise config file), with routing read from tags.
+
+Routing uses Apprise's own tags. A destination's tags may hold:
+- `min-minor`, `min-relevant`, `min-critical`: the least severity it wants (default
+  `relevant`; `noise` is never sent);
+- any other tag: a topic. A destination with topics only gets the changes of pages whose
+  provider `tags` or page `notify` tags share one of them; one without topics gets all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import apprise
+
+from monitor.compare import severity_rank
+
+DEFAULT_MIN_SEVERITY = "relevant"
+_MIN_TAG = re.compile(r"^min-(minor|relevant|critical)$")
+
+
+class DestinationError(ValueError):
+    """A notification URL or config that Apprise cannot use; the message is redacted."""
+
+
+def redact(url: str) -> str:
+    """What may be shown of a destination: its scheme and host, nothing that authenticates."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unreadable URL)"
+    scheme = parts.scheme or "?"
+    return f"{scheme}://{host}{port}" if host else f"{scheme}://…"
+
+
+def secrets_of(url: str) -> list[str]:
+    """Every piece of a URL that could be a secret, to scrub from error messages."""
+    parts = urlsplit(url)
+    pieces = [url, parts.password or "", parts.username or "", parts.path, parts.query]
+    pieces += re.split(r"[/?&=#]", f"{parts.path}?{parts.query}")
+    return sorted({p for p in pieces if len(p) >= 4}, key=len, reverse=True)
+
+
+@dataclass(frozen=True)
+class Destination:
+    key: str  # stable hash of the URL: the delivery rows' reference
+    label: str  # redacted, for people
+    apprise: apprise.Apprise = field(compare=False, repr=False)
+    min_severity: str = DEFAULT_MIN_SEVERITY
+    topics: frozenset[str] = frozenset()
+    secrets: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def wants(self, severity: str, page_tags: tuple[str, ...]) -> bool:
+        if severity == "noise" or severity_rank(severity) < severity_rank(self.min_severity):
+            return False
+        return not self.topics or bool(self.topics & set(page_tags))
+
+    @property
+    def body_format(self) -> str:
+        """The format the service renders best: HTML for email, Markdown for Slack and the
+        like, plain text otherwise."""
+        server = next(iter(self.apprise))
+        formats = server.notify_format
+        preferred = formats[0] if isinstance(formats, tuple) else formats
+        return str(getattr(preferred, "value", preferred))
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _destination(server: apprise.plugins.NotifyBase) -> Destination:
+    url = server.url()
+    tags = {str(tag) for tag in server.tags}
+    levels = [match.group(1) for tag in tags if (match := _MIN_TAG.match(tag))]
+    single = apprise.Apprise()
+    single.add(server)
+    return Destination(
+        key=hashlib.sha256(url.encode()).hexdigest()[:32],
+        label=redact(url),
+        apprise=single,
+        min_severity=min(levels, key=severity_rank) if levels else DEFAULT_MIN_SEVERITY,
+        topics=frozenset(tag for tag in tags if not _MIN_TAG.match(tag)),
+        secrets=tuple(secrets_of(url)),
+    )
+
+
+def load_destinations(values: tuple[str, ...] | list[str]) -> list[Destination]:
+    """Destinations from `--notify` values: Apprise URLs, or paths of Apprise config files
+    (YAML or TEXT, with tags). An unusable value is an error naming it (redacted)."""
+    servers: list[apprise.plugins.NotifyBase] = []
+    for value in values:
+        for item in value.split():
+            if "://" not in item and Path(item).is_file():
+                config = apprise.AppriseConfig()
+                if not config.add(str(Path(item).resolve())):
+                    raise DestinationError(f"{item}: not an Apprise configuration file")
+                loaded = config.servers()
+                if not loaded:
+                    raise DestinationError(f"{item}: no usable notification URL in this file")
+                servers.extend(loaded)
+                continue
+            server = apprise.Apprise.instantiate(item)
+            if not server:
+                raise DestinationError(
+                    f"--notify {redact(item)}: not a notification URL Apprise can use"
+                )
+            servers.append(server)
+    unique: dict[str, Destination] = {}
+    for server in servers:
+        destination = _destination(server)
+        unique.setdefault(destination.key, destination)
+    return list(unique.values())
