@@ -20,7 +20,7 @@ from rich.table import Table
 from monitor import logs
 from monitor.check import Checker, CheckResult
 from monitor.fetch import DEFAULT_TIMEOUT, Fetcher
-from monitor.notify import DestinationError, Notifier, load_destinations
+from monitor.notify import SENDING_LEASE, DestinationError, Notifier, load_destinations
 from monitor.render import render_change, severity_text
 from monitor.store import DEFAULT_DB, Store, StoreError, outbox, redact_url
 from monitor.store.models import utcnow
@@ -88,7 +88,13 @@ def make_notifier(
         destinations = load_destinations(notify_urls)
     except DestinationError as exc:
         _fail(str(exc))
-    return Notifier(destinations, base_url=os.environ.get("MONITOR_BASE_URL"), pages=pages)
+    lease = float(os.environ.get("MONITOR_DELIVERY_LEASE", SENDING_LEASE.total_seconds()))
+    return Notifier(
+        destinations,
+        base_url=os.environ.get("MONITOR_BASE_URL"),
+        pages=pages,
+        sending_lease=timedelta(seconds=lease),
+    )
 
 
 def load_pages(targets_dir: Path, ids: tuple[str, ...] = ()) -> list[Page]:

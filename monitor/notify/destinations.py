@@ -102,7 +102,7 @@ def load_destinations(values: tuple[str, ...] | list[str]) -> list[Destination]:
                 config = apprise.AppriseConfig()
                 if not config.add(str(Path(item).resolve())):
                     raise DestinationError(f"{item}: not an Apprise configuration file")
-                loaded = config.servers()
+                loaded = config.services()
                 if not loaded:
                     raise DestinationError(f"{item}: no usable notification URL in this file")
                 servers.extend(loaded)
