@@ -48,3 +48,21 @@ def _compiled(extra: tuple[str, ...]) -> list[tuple[str, re.Pattern[str]]]:
 def find_terms(text: str, extra: tuple[str, ...] = ()) -> list[str]:
     """The vocabulary terms (built-in plus `extra`) that occur in `text`, in list order."""
     return [name for name, regex in _compiled(extra) if regex.search(text)]
+
+
+def term_spans(text: str, extra: tuple[str, ...] = ()) -> list[tuple[int, int]]:
+    """Where vocabulary terms occur in `text`: sorted, non-overlapping (start, end) offsets,
+    so a reader can highlight them (overlapping matches are merged into one span)."""
+    found = sorted(
+        (match.start(), match.end())
+        for _, regex in _compiled(extra)
+        for match in regex.finditer(text)
+        if match.end() > match.start()
+    )
+    merged: list[tuple[int, int]] = []
+    for start, end in found:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
