@@ -17,10 +17,21 @@ from monitor.vocabulary import term_spans
 
 
 @dataclass(frozen=True)
-class Segment:
+class Piece:
     text: str
-    changed: bool = False
     term: bool = False
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of text that changed (or did not), its opt-out terms cut out as pieces."""
+
+    pieces: tuple[Piece, ...]
+    changed: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(piece.text for piece in self.pieces)
 
 
 @dataclass(frozen=True)
@@ -47,16 +58,12 @@ def mark(text: str, changed: Iterable[tuple[int, int]], watch: tuple[str, ...]) 
     cuts = sorted({0, len(text), *(p for span in (*changed, *terms) for p in span)})
     segments: list[Segment] = []
     for start, end in pairwise(cuts):
-        segment = Segment(
-            text[start:end],
-            changed=any(a <= start and end <= b for a, b in changed),
-            term=any(a <= start and end <= b for a, b in terms),
-        )
-        last = segments[-1] if segments else None
-        if last and (last.changed, last.term) == (segment.changed, segment.term):
-            segments[-1] = Segment(last.text + segment.text, last.changed, last.term)
+        piece = Piece(text[start:end], term=any(a <= start and end <= b for a, b in terms))
+        is_changed = any(a <= start and end <= b for a, b in changed)
+        if segments and segments[-1].changed == is_changed:
+            segments[-1] = Segment((*segments[-1].pieces, piece), is_changed)
         else:
-            segments.append(segment)
+            segments.append(Segment((piece,), is_changed))
     return segments
 
 
