@@ -68,7 +68,10 @@ def mark(text: str, changed: Iterable[tuple[int, int]], watch: tuple[str, ...]) 
 
 
 def _add_range(ranges: list[tuple[int, int]], text: str, start: int, end: int) -> None:
-    """Add a changed range, joining it to the previous one across mere whitespace."""
+    """Add a changed range without its outer whitespace, joined to the previous one when only
+    whitespace lies between them."""
+    piece = text[start:end]
+    start, end = start + len(piece) - len(piece.lstrip()), end - len(piece) + len(piece.rstrip())
     if ranges and not text[ranges[-1][1] : start].strip():
         ranges[-1] = (ranges[-1][0], end)
     else:
