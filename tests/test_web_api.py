@@ -67,6 +67,25 @@ def test_pages_status_counts_and_undeclared(server: Server, openapi: dict) -> No
     assert ads["status"] == "failing" and ads["failing_since"] and "500" in ads["last_error"]
     assert pages["globex-old"]["declared"] is False
     assert pages["globex-old"]["title"] is None
+    upcoming = pages["acme-upcoming"]
+    assert (upcoming["status"], upcoming["declared"], upcoming["last_checked_at"]) == (
+        "never",
+        True,
+        None,
+    )
+
+
+def test_html_pages_of_history_and_undeclared_pages(server: Server, history: History) -> None:
+    with server.client() as client:
+        failing = client.get("/pages/globex-ads")
+        undeclared = client.get(f"/changes/{history.undeclared_change}")
+        unknown = client.get("/pages/no-such-page")
+    assert failing.status_code == 200
+    assert "check failed" in failing.text and "HTTP 500" in failing.text
+    assert "Version" in failing.text  # its first version is on the timeline too
+    assert undeclared.status_code == 200 and "no longer declared" in undeclared.text
+    assert "two years" in undeclared.text
+    assert unknown.status_code == 404 and "no-such-page" in unknown.text
 
 
 def test_change_list_filters_and_pages(server: Server, openapi: dict) -> None:

@@ -63,6 +63,7 @@ def test_review_a_change(page: Page, server: Server, history: History) -> None:
     assert before_row == 2
     expect(page.locator('tr[data-page="globex-ads"]')).to_contain_text("failing since")
     expect(page.locator('tr[data-page="globex-old"]')).to_contain_text("no longer declared")
+    expect(page.locator('tr[data-page="acme-upcoming"]')).to_contain_text("never checked")
     expect(page.get_by_role("link", name="https://guides.example.org/acme-chat")).to_be_visible()
     page.keyboard.press("Tab")
     expect(page.locator(":focus")).to_have_text("Skip to content")

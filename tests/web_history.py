@@ -121,6 +121,8 @@ def build_history(site: Site, directory: Path, db_url: str) -> History:
     assert third["globex-ads"]["status"] == "error"
 
     write_targets(targets_dir, "Globex", globex_pages[:1])  # globex-old is no longer declared
+    upcoming = {"id": "acme-upcoming", "url": site.url("/acme/upcoming"), "fetch": "http"}
+    write_targets(targets_dir, "Acme", [*acme_pages, upcoming])  # declared, never checked
     return History(
         db_url=db_url,
         targets_dir=targets_dir,

@@ -81,7 +81,10 @@ def page_json(summary: queries.PageSummary, site: Site, request: Request) -> dic
 def api_pages(request: Request) -> Response:
     site = _site(request)
     return JSONResponse(
-        [page_json(summary, site, request) for summary in queries.overview(site.store)]
+        [
+            page_json(summary, site, request)
+            for summary in queries.overview(site.store, site.declarations.pages())
+        ]
     )
 
 

@@ -91,7 +91,7 @@ def site_of(request: Request) -> Site:
 def overview_page(request: Request) -> Response:
     site = site_of(request)
     declared = site.declarations.pages()
-    summaries = queries.overview(site.store)
+    summaries = queries.overview(site.store, declared)
     by_provider: dict[str, list[tuple[queries.PageSummary, Any]]] = {}
     at_risk: dict[str, list[queries.PageSummary]] = {}
     for summary in summaries:
@@ -100,15 +100,11 @@ def overview_page(request: Request) -> Response:
         if summary.unreviewed_notified:
             guide = decl.decl.guide if decl and decl.decl.guide else ""
             at_risk.setdefault(guide, []).append(summary)
-    never_stored = [
-        page for page_id, page in declared.items() if page_id not in {s.row.id for s in summaries}
-    ]
     return site.render(
         request,
         "overview.html",
         by_provider=by_provider,
         at_risk=sorted(at_risk.items(), key=lambda item: (item[0] == "", item[0])),
-        never_stored=never_stored,
     )
 
 

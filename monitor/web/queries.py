@@ -7,6 +7,7 @@ expect) is joined in by the caller, so pages no longer declared still show their
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy import Select, Text, case, cast, func, or_, select, update
 
 from monitor.store import Store
 from monitor.store.models import ChangeRow, CheckRow, PageRow, VersionRow, utcnow
+from monitor.targets import Page
 
 NOTIFIED = ("relevant", "critical")
 PER_PAGE = 50
@@ -26,6 +28,7 @@ class PageSummary:
     unreviewed: int
     unreviewed_notified: int
     last_change: ChangeRow | None
+    stored: bool = True  # False: declared, but the store has never seen it
 
     @property
     def status(self) -> str:
@@ -99,8 +102,9 @@ class PageHistory:
         return sorted(entries, key=lambda e: (e.at, -order[e.kind]), reverse=True)
 
 
-def overview(store: Store) -> list[PageSummary]:
-    """Every page in the store with its unreviewed counts and its latest change."""
+def overview(store: Store, declared: Mapping[str, Page] | None = None) -> list[PageSummary]:
+    """Every page in the store with its unreviewed counts and its latest change, and the
+    declared pages the store does not know yet (never checked)."""
     unreviewed = ChangeRow.reviewed_at.is_(None)
     with store.session() as session:
         pages = list(session.scalars(select(PageRow).order_by(PageRow.provider, PageRow.id)))
@@ -121,7 +125,24 @@ def overview(store: Store) -> list[PageSummary]:
             change.page_id: change
             for change in session.scalars(select(ChangeRow).where(ChangeRow.id.in_(latest_ids)))
         }
-    return [PageSummary(page, *counts.get(page.id, (0, 0)), latest.get(page.id)) for page in pages]
+    summaries = [
+        PageSummary(page, *counts.get(page.id, (0, 0)), latest.get(page.id)) for page in pages
+    ]
+    known = {page.id for page in pages}
+    summaries += [
+        PageSummary(
+            PageRow(
+                id=p.id, provider=p.provider, url=p.url, title=p.decl.title, consecutive_failures=0
+            ),
+            0,
+            0,
+            None,
+            stored=False,
+        )
+        for p in (declared or {}).values()
+        if p.id not in known
+    ]
+    return sorted(summaries, key=lambda s: (s.row.provider, s.row.id))
 
 
 def _feed_query(query: Select[Any], wanted: FeedFilter) -> Select[Any]:
