@@ -75,6 +75,8 @@ def test_review_a_change(page: Page, server: Server, history: History) -> None:
     page.get_by_role("button", name="Filter").click()
     first = history.training_changes[0]
     expect(page.locator("#result-count")).to_contain_text("change(s)")
+    expect(page.locator("ol.feed > li")).to_have_count(2)  # Acme's relevant changes
+    shot(page, "web-changes.png")
     page.locator(f'a[href="/changes/{first}"]').click()
 
     expect(page.get_by_role("heading", level=1)).to_contain_text("Is my chat used for training?")

@@ -123,6 +123,13 @@ def changes_page(request: Request) -> Response:
 
 
 def change_page(request: Request) -> Response:
+    return render_change(request, done=request.query_params.get("reviewed") == "1")
+
+
+def render_change(
+    request: Request, *, done: bool = False, error: str | None = None, status: int = 200
+) -> Response:
+    """A change's page; after a refused review, with the reason (never taken from the URL)."""
     site = site_of(request)
     detail = queries.change_detail(site.store, request.path_params["change_id"])
     if detail is None:
@@ -148,8 +155,9 @@ def change_page(request: Request) -> Response:
         expect=expect,
         access=site.access,
         proxy_user=proxy_user,
-        error=request.query_params.get("error"),
-        done=request.query_params.get("reviewed") == "1",
+        error=error,
+        done=done,
+        status=status,
     )
 
 
@@ -165,8 +173,8 @@ async def review_form(request: Request) -> Response:
     except WriteRefused as refused:
         if refused.cross_site:
             return Response(str(refused), status_code=refused.status, media_type="text/plain")
-        return RedirectResponse(
-            f"/changes/{change_id}{query({'error': str(refused)})}#review", status_code=303
+        return await asyncio.to_thread(
+            render_change, request, error=str(refused), status=refused.status
         )
     found = await asyncio.to_thread(queries.mark_reviewed, site.store, change_id, reviewer, note)
     if not found:
