@@ -190,6 +190,8 @@ def test_atom_feed_holds_relevant_and_critical_changes(server: Server) -> None:
 
 
 def test_healthz_and_security_headers(server: Server) -> None:
+    announced = server.process.stderr.readline()
+    assert "writes: token" in announced and TOKEN not in announced
     with server.client() as client:
         health = client.get("/healthz")
         page = client.get("/")
@@ -209,6 +211,9 @@ def test_hostile_text_is_escaped_in_html(server: Server, history: History) -> No
 
 def test_read_only_without_a_token(history: History) -> None:
     with serve(history, token=None) as running, running.client() as client:
+        announced = running.process.stderr.readline()
+        assert announced.startswith("serving http://127.0.0.1:")  # loopback unless told
+        assert "read-only" in announced
         refused = client.post(
             f"/api/changes/{history.hostile_change}/review",
             json={"reviewer": "Dana"},
