@@ -415,6 +415,52 @@ def run(
 @main.command()
 @targets_option
 @db_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port."
+)
+@click.option(
+    "--user-header",
+    envvar="MONITOR_WEB_USER_HEADER",
+    default=None,
+    help="Header holding the user name set by a trusted reverse proxy; when present it "
+    "allows marking reviewed without the token (MONITOR_WEB_USER_HEADER). Only use behind "
+    "a proxy that sets it on every request.",
+)
+def serve(targets_dir: Path, db_url: str, host: str, port: int, user_header: str | None) -> None:
+    """The web page for reviewing changes: overview, feed, diffs, history, JSON API, Atom.
+
+    Reading is open to whoever reaches HOST:PORT. Marking a change reviewed needs the token
+    in MONITOR_WEB_TOKEN (or --user-header); without either, the site is read-only.
+    MONITOR_BASE_URL sets the address used in links (the Atom feed, the API).
+    """
+    import os
+
+    import uvicorn
+
+    from monitor.web.app import WebSettings, create_app
+
+    store = open_store(db_url)
+    settings = WebSettings(
+        targets_dir=targets_dir,
+        token=os.environ.get("MONITOR_WEB_TOKEN") or None,
+        user_header=user_header or None,
+        base_url=os.environ.get("MONITOR_BASE_URL") or None,
+    )
+    app = create_app(store, settings)
+    writes = "token" if settings.token else "read-only (no MONITOR_WEB_TOKEN)"
+    if settings.user_header:
+        writes += f", or the {settings.user_header} header"
+    err.print(f"serving http://{host}:{port}/ from {redact_url(db_url)}; writes: {writes}")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
+    finally:
+        store.close()
+
+
+@main.command()
+@targets_option
+@db_option
 @json_option
 def status(targets_dir: Path, db_url: str, as_json: bool) -> None:
     """Per page: last check, outcome, next due, consecutive failures, whether it is running."""

@@ -51,18 +51,30 @@ def find_terms(text: str, extra: tuple[str, ...] = ()) -> list[str]:
     return [name for name, regex in _compiled(extra) if regex.search(text)]
 
 
+def term_spans(text: str, extra: tuple[str, ...] = ()) -> list[tuple[int, int]]:
+    """Where vocabulary terms occur in `text`: sorted, non-overlapping (start, end) offsets,
+    so a reader can highlight them (overlapping matches are merged into one span)."""
+    found = sorted(
+        (match.start(), match.end())
+        for _, regex in _compiled(extra)
+        for match in regex.finditer(text)
+        if match.end() > match.start()
+    )
+    merged: list[tuple[int, int]] = []
+    for start, end in found:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 def emphasise(
     text: str, extra: tuple[str, ...], mark: Callable[[str], str], escape: Callable[[str], str]
 ) -> str:
     """`text` with every vocabulary term passed through `mark` and the rest through `escape`."""
-    spans = sorted(
-        (match.span() for _, regex in _compiled(extra) for match in regex.finditer(text)),
-        key=lambda span: (span[0], -span[1]),
-    )
     pieces, position = [], 0
-    for start, end in spans:
-        if start < position:  # overlapping terms: the first, longest one wins
-            continue
+    for start, end in term_spans(text, extra):
         pieces += [escape(text[position:start]), mark(text[start:end])]
         position = end
     pieces.append(escape(text[position:]))

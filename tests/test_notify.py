@@ -257,7 +257,7 @@ def test_routing_by_severity_and_tags(
     check(watched, str(config))
     paths = sorted(path for path, _ in hooks.received)
     relevant_or_worse = ["/everything", "/minor-too"]
-    assert paths == sorted(relevant_or_worse + ["/minor-too"])
+    assert paths == sorted([*relevant_or_worse, "/minor-too"])
 
 
 def test_secrets_never_leave_the_process(
