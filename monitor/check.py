@@ -105,11 +105,10 @@ class Checker:
         retry_delay: float = 2.0,
     ) -> None:
         self.store = store
-        self.fetcher = fetcher
         self.concurrency = concurrency
         self.route = route
         self.failures_before_alert = failures_before_alert
-        self.retry_delay = retry_delay
+        self.observer = Observer(fetcher, retry_delay=retry_delay)
 
     async def check_all(
         self, pages: Sequence[Page], on_result: Callable[[CheckResult], None] | None = None
@@ -144,7 +143,7 @@ class Checker:
         started = time.perf_counter()
         state = await asyncio.to_thread(self.store.page_state, page.id)
         try:
-            observation = await self.observe(page, state)
+            observation = await self.observer.observe(page, state.last_mode)
         except PageFailure as failure:
             record = CheckRecord(
                 page.id,
@@ -245,11 +244,20 @@ class Checker:
             f"recovered: the page answers again after {state.consecutive_failures} failed check(s)"
         )
 
-    async def observe(self, page: Page, state: PageState) -> Observation:
-        """Fetch and extract, choosing the browser for `auto` pages whose text needs scripts."""
+
+class Observer:
+    """Fetch and extract one page: the part of a check that looks at the live page."""
+
+    def __init__(self, fetcher: Fetcher, *, retry_delay: float = 2.0) -> None:
+        self.fetcher = fetcher
+        self.retry_delay = retry_delay
+
+    async def observe(self, page: Page, last_mode: str | None = None) -> Observation:
+        """Fetch and extract, choosing the browser for `auto` pages whose text needs scripts
+        (`last_mode`: the mode that worked last time). A failure is retried once."""
         mode: FetchMode
         if page.decl.fetch == "auto":
-            mode = "browser" if state.last_mode == "browser" or page.decl.wait_for else "http"
+            mode = "browser" if last_mode == "browser" or page.decl.wait_for else "http"
         else:
             mode = page.decl.fetch
         try:

@@ -746,53 +746,74 @@ def targets_list(targets_dir: Path, as_json: bool) -> None:
 
 @targets.command("validate")
 @targets_option
-def targets_validate(targets_dir: Path) -> None:
-    """Check the target files; exit 2 with every problem named when one is invalid."""
+@db_option
+def targets_validate(targets_dir: Path, db_url: str) -> None:
+    """Check the target files; exit 2 with every problem named when one is invalid.
+
+    With a store (--db, or the default one when it exists), also warn about `expect` phrases
+    missing from the last stored version and selectors that matched nothing last time."""
     pages = load_pages(targets_dir)
     files = {page.source for page in pages}
     out.print(f"ok: {len(pages)} page(s) in {len(files)} file(s)")
+    if _store_exists(db_url):
+        from monitor.tryout import history_warnings
+
+        store = open_store(db_url)
+        for warning in history_warnings(pages, store):
+            err.print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
+        store.close()
 
 
-@main.group()
-def db() -> None:
-    """The store itself: copy it to another database."""
+def _store_exists(db_url: str) -> bool:
+    """A SQLite file that is not there yet is no history (and is not created by a look)."""
+    if not db_url.startswith("sqlite:///"):
+        return True
+    return Path(db_url.removeprefix("sqlite:///")).is_file()
 
 
-@db.command("copy")
-@click.argument("source_url")
-@click.argument("dest_url")
-def db_copy(source_url: str, dest_url: str) -> None:
-    """Copy the whole store at SOURCE_URL into the empty database at DEST_URL.
+@targets.command("try")
+@click.argument("target")
+@targets_option
+@click.option(
+    "--timeout",
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(1, 600),
+    help="Seconds allowed for the fetch.",
+)
+@click.option("--show-dropped", is_flag=True, help="Also list every block the rules took away.")
+def targets_try(target: str, targets_dir: Path, timeout: float, show_dropped: bool) -> None:
+    """Fetch a declared page (by ID) or any URL once and show what the monitor would see:
+    the extracted text, what select/remove/ignore took away, the opt-out terms and `expect`
+    phrases found. Nothing is stored."""
+    from monitor.check import PageFailure
+    from monitor.tryout import adhoc_page, try_page
 
-    Every table, ids unchanged (PostgreSQL id sequences are moved past them), in one
-    transaction: e.g. from sqlite:///snapshots/monitor.db to postgresql://user@host/monitor.
-    Stop `monitor run` on the source first.
-    """
-    from monitor.schedule import InstanceLocked, lock_sqlite
-    from monitor.store.copy import CopyRefused, TableCopied, copy_store
-
+    if "://" in target:
+        page = adhoc_page(target)
+    else:
+        [page] = load_pages(targets_dir, (target,))
     try:
-        lock = lock_sqlite(source_url)
-    except InstanceLocked as exc:
-        _fail(f"{exc}; stop it before copying")
-
-    def copied(table: TableCopied) -> None:
-        err.print(f"{table.name}: {table.rows} row(s)")
-
-    try:
-        tables = copy_store(source_url, dest_url, copied)
-    except CopyRefused as exc:
-        _fail(str(exc))
-    except StoreError as exc:
-        _fail(str(exc), EXIT_UNCHECKED)
-    finally:
-        if lock is not None:
-            lock.close()
-    total = sum(table.rows for table in tables)
+        result = asyncio.run(try_page(page, timeout=timeout))
+    except PageFailure as failure:
+        _fail(f"{page.url}: {failure.reason}", EXIT_UNCHECKED)
+    out.print(f"[bold]{page.label}[/bold]  {result.final_url}  (fetched by {result.fetch_mode})")
+    out.rule("extracted text")
+    out.print(result.text or "[dim](empty)[/dim]", markup=False)
+    out.rule()
     out.print(
-        f"copied {total} row(s) in {len(tables)} table(s) from {redact_url(source_url)} "
-        f"to {redact_url(dest_url)}"
+        f"{len(result.text.splitlines())} block(s) kept, {len(result.dropped)} taken away "
+        "by select/remove/ignore and the chrome filter"
     )
+    if show_dropped:
+        for line in result.dropped:
+            out.print(f"  [dim]- {line}[/dim]", highlight=False)
+    out.print(f"opt-out terms: {', '.join(result.terms) or 'none'}")
+    for phrase in result.expect_found:
+        out.print(f"[green]expect found[/green]    {phrase!r}")
+    for phrase in result.expect_missing:
+        out.print(f"[red]expect missing[/red]  {phrase!r}")
+    sys.exit(EXIT_UNCHECKED if result.expect_missing else EXIT_OK)
 
 
 @main.command()

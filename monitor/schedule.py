@@ -283,22 +283,27 @@ class Daemon:
             )
 
     def _schedule(self, pages: list[Page]) -> None:
-        """One job per page; overdue pages start soon, staggered; others when due."""
+        """One job per page; overdue pages start soon, spread over a short window (at most
+        `stagger` seconds apart, and all within their shortest interval or 30 s); others
+        when due."""
         now = utcnow()
         known = leases.due_times(self.store)
         first_due: dict[str, datetime] = {}
-        overdue = 0
-        for page in sorted(pages, key=lambda p: p.id):
-            interval = timedelta(seconds=page.interval_seconds)
+        due_at: dict[str, datetime] = {}
+        for page in pages:
             next_due, last_checked = known.get(page.id, (None, None))
-            due = next_due or (last_checked + interval if last_checked else now)
+            interval = timedelta(seconds=page.interval_seconds)
+            due_at[page.id] = next_due or (last_checked + interval if last_checked else now)
             if next_due is None:
-                first_due[page.id] = due
-            if due <= now:
-                start = now + timedelta(seconds=self.settings.stagger * overdue + random.random())
-                overdue += 1
-            else:
-                start = due
+                first_due[page.id] = due_at[page.id]
+        overdue = sorted((p for p in pages if due_at[p.id] <= now), key=lambda p: p.id)
+        if overdue:
+            window = min(30.0, min(p.interval_seconds for p in overdue))
+            gap = min(self.settings.stagger, window / len(overdue))
+            for position, page in enumerate(overdue):
+                due_at[page.id] = now + timedelta(seconds=gap * position + random.random() * gap)
+        for page in pages:
+            start = due_at[page.id]
             jitter = min(page.interval_seconds * self.settings.jitter, self.settings.max_jitter)
             self._scheduler.add_job(
                 self._run_page,
