@@ -76,7 +76,6 @@ def test_declaration_behaves_on_its_page(page: Page, site: Site) -> None:
     for phrase in page.decl.expect:
         assert phrase.lower() in text.lower(), f"expect phrase {phrase!r} not found"
     for pattern in page.decl.ignore:  # what `ignore` covers never reaches the text
-
         assert not re.search(pattern, text)
 
 

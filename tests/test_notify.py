@@ -377,3 +377,20 @@ def test_notify_test_reports_each_destination(smtp, hooks: Hooks) -> None:
     assert len(mailbox.messages) == 1 and len(hooks.received) == 1
     bad = monitor("notify-test", "--notify", "nonsense://whatever")
     assert bad.returncode == 2 and "not a notification URL" in bad.stderr
+
+
+def test_labels_never_show_tokens() -> None:
+    from monitor.notify.destinations import load_destinations
+
+    urls = {
+        "slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#general": "TIiajkdnlazkcOXrIdevi7FQ",
+        "tgram://123456789:abcdefg_hijklmnop/12315544/": "abcdefg_hijklmnop",
+        f"mailtos://user:{TOKEN}@example.org?to=a@example.org": TOKEN,
+        f"json://127.0.0.1:9/hook?secret={TOKEN}": TOKEN,
+    }
+    for destination, secret in zip(load_destinations(list(urls)), urls.values(), strict=True):
+        assert secret.lower() not in destination.label.lower()
+        assert (
+            destination.scrub(f"error talking to {next(iter(urls))} with {secret}").count(secret)
+            == 0
+        )

@@ -13,7 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import apprise
 
@@ -28,7 +28,8 @@ class DestinationError(ValueError):
 
 
 def redact(url: str) -> str:
-    """What may be shown of a destination: its scheme and host, nothing that authenticates."""
+    """What may be shown of a destination: its scheme and host, nothing that authenticates.
+    Give it Apprise's privacy URL: some services put a token where the host would be."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -40,10 +41,12 @@ def redact(url: str) -> str:
 
 
 def secrets_of(url: str) -> list[str]:
-    """Every piece of a URL that could be a secret, to scrub from error messages."""
-    parts = urlsplit(url)
-    pieces = [url, parts.password or "", parts.username or "", parts.path, parts.query]
-    pieces += re.split(r"[/?&=#]", f"{parts.path}?{parts.query}")
+    """Every piece of a URL that could be a secret (the whole URL, and each part of its
+    authority, path and query), to scrub from error messages."""
+    pieces = []
+    for form in (url, unquote(url)):  # services may quote parts of their URLs
+        rest = form.split("://", 1)[-1]
+        pieces += [form, rest, *re.split(r"[:@/?&=#]", rest)]
     return sorted({p for p in pieces if len(p) >= 4}, key=len, reverse=True)
 
 
@@ -76,7 +79,8 @@ class Destination:
         return text
 
 
-def _destination(server: apprise.plugins.NotifyBase) -> Destination:
+def _destination(server: apprise.plugins.NotifyBase, given: str = "") -> Destination:
+    """`given`: the URL as the user wrote it, which may hold secrets Apprise does not echo."""
     url = server.url()
     tags = {str(tag) for tag in server.tags}
     levels = [match.group(1) for tag in tags if (match := _MIN_TAG.match(tag))]
@@ -84,18 +88,18 @@ def _destination(server: apprise.plugins.NotifyBase) -> Destination:
     single.add(server)
     return Destination(
         key=hashlib.sha256(url.encode()).hexdigest()[:32],
-        label=redact(url),
+        label=redact(server.url(privacy=True)),  # Apprise masks the tokens it knows of
         apprise=single,
         min_severity=min(levels, key=severity_rank) if levels else DEFAULT_MIN_SEVERITY,
         topics=frozenset(tag for tag in tags if not _MIN_TAG.match(tag)),
-        secrets=tuple(secrets_of(url)),
+        secrets=tuple(sorted({*secrets_of(url), *secrets_of(given)}, key=len, reverse=True)),
     )
 
 
 def load_destinations(values: tuple[str, ...] | list[str]) -> list[Destination]:
     """Destinations from `--notify` values: Apprise URLs, or paths of Apprise config files
     (YAML or TEXT, with tags). An unusable value is an error naming it (redacted)."""
-    servers: list[apprise.plugins.NotifyBase] = []
+    servers: list[tuple[apprise.plugins.NotifyBase, str]] = []
     for value in values:
         for item in value.split():
             if "://" not in item and Path(item).is_file():
@@ -105,16 +109,16 @@ def load_destinations(values: tuple[str, ...] | list[str]) -> list[Destination]:
                 loaded = config.services()
                 if not loaded:
                     raise DestinationError(f"{item}: no usable notification URL in this file")
-                servers.extend(loaded)
+                servers.extend((server, "") for server in loaded)
                 continue
             server = apprise.Apprise.instantiate(item)
             if not server:
                 raise DestinationError(
                     f"--notify {redact(item)}: not a notification URL Apprise can use"
                 )
-            servers.append(server)
+            servers.append((server, item))
     unique: dict[str, Destination] = {}
-    for server in servers:
-        destination = _destination(server)
+    for server, given in servers:
+        destination = _destination(server, given)
         unique.setdefault(destination.key, destination)
     return list(unique.values())
