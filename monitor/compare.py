@@ -169,6 +169,24 @@ def assess(
     return findings.assessment(hunks)
 
 
+def with_reason(assessment: Assessment, severity: Severity, reason: str) -> Assessment:
+    """The assessment with one more reason first, its severity raised to at least `severity`."""
+    higher = max(assessment.severity, severity, key=severity_rank)
+    reasons = (reason, *(r for r in assessment.reasons if not r.startswith("only routine")))
+    return Assessment(higher, reasons, assessment.terms, assessment.hunks)
+
+
+def capped(assessment: Assessment, severity: Severity, reason: str) -> Assessment:
+    """The assessment with one more reason first, its severity lowered to at most `severity`."""
+    lower = min(assessment.severity, severity, key=severity_rank)
+    return Assessment(lower, (reason, *assessment.reasons), assessment.terms, assessment.hunks)
+
+
+def failure(reason: str) -> Assessment:
+    """A page that worked and now fails (after a retry) is critical: the guide may be stale."""
+    return Assessment("critical", (reason,))
+
+
 @dataclass
 class Findings:
     """Reasons gathered by the rules, each at a severity; the highest one wins."""
@@ -279,18 +297,13 @@ def _sentence_rules(
                 f"number changed in an opt-out sentence: {' '.join(numbers_old) or '-'} → "
                 f"{' '.join(numbers_new) or '-'}",
             )
-    plans_old, plans_new = _plans(before, changed_old), _plans(after, changed_new)
     scoped = about_opt_out or _PLAN_CONTEXT.search(old + " " + new)
-    if (plans_old or plans_new) and scoped and plans_old != plans_new:
-        findings.add(
-            "relevant",
-            f"plans changed: {', '.join(plans_old) or '-'} → {', '.join(plans_new) or '-'}",
-        )
-
-
-def _plans(sentence: str | None, changed: str) -> list[str]:
-    """Plan names (capitalised) among the changed words."""
-    return sorted(set(PLANS.findall(changed))) if sentence else []
+    if scoped and (PLANS.search(changed_old) or PLANS.search(changed_new)):
+        plans_old, plans_new = set(PLANS.findall(old)), set(PLANS.findall(new))
+        if before and after and plans_old != plans_new:
+            gone = ", ".join(sorted(plans_old - plans_new)) or "-"
+            came = ", ".join(sorted(plans_new - plans_old)) or "-"
+            findings.add("relevant", f"plans changed: {gone} → {came}")
 
 
 def _short(text: str, limit: int = 90) -> str:
