@@ -139,9 +139,8 @@ def report(outcomes: list[Outcome], verbose: bool = False) -> str:
     for rule in sorted(by_rule):
         s = score(by_rule[rule])
         recall = f"{s.caught}/{s.alerting}" if s.alerting else "-"
-        lines.append(
-            f"{rule:34} {s.pairs:5}  {recall:>6}  {s.false_alerts:>5}/{s.quiet:<6}  {s.exact}/{s.pairs}"
-        )
+        quiet = f"{s.false_alerts}/{s.quiet}"
+        lines.append(f"{rule:34} {s.pairs:5}  {recall:>6}  {quiet:>12}  {s.exact}/{s.pairs}")
     total = score(outcomes)
     lines += [
         "",
@@ -155,9 +154,8 @@ def report(outcomes: list[Outcome], verbose: bool = False) -> str:
     if verbose:
         for o in outcomes:
             if o.assessment.severity != o.pair.label:
-                lines.append(
-                    f"  {o.pair.id}: label {o.pair.label}, got {o.assessment.severity}: {'; '.join(o.assessment.reasons)}"
-                )
+                got = f"{o.assessment.severity}: {'; '.join(o.assessment.reasons)}"
+                lines.append(f"  {o.pair.id}: label {o.pair.label}, got {got}")
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from itertools import accumulate
 from typing import Any, Literal
 
 from monitor.churn import mask_blocks
-from monitor.vocabulary import NEGATIONS, PLANS, polarity, term_spans
+from monitor.vocabulary import NEGATIONS, PLANS, SCOPE, polarity, term_spans
 
 Severity = Literal["noise", "minor", "relevant", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("noise", "minor", "relevant", "critical")
@@ -243,12 +243,30 @@ def _changed_spans(before: str, after: str) -> tuple[list[range], list[range]]:
     return old_spans, new_spans
 
 
+def _overlaps(span: Sequence[int], spans: list[range]) -> bool:
+    start, end = span[0], span[1]
+    return any(start < changed.stop and changed.start < end for changed in spans)
+
+
 def _touched_terms(text: str, spans: list[range], watch: tuple[str, ...]) -> list[str]:
-    return [
-        term
-        for term, start, end in term_spans(text, watch)
-        if any(start < span.stop and span.start < end for span in spans)
+    return [term for term, *span in term_spans(text, watch) if _overlaps(span, spans)]
+
+
+def _numbers(text: str, spans: list[range]) -> list[str]:
+    """Dates and numbers of `text` that the change touches, whole (a date, not its day)."""
+    found = [m for m in _DATE.finditer(text) if _overlaps(m.span(), spans)]
+    dates = [m.span() for m in _DATE.finditer(text)]
+    found += [
+        m
+        for m in _NUMBER.finditer(text)
+        if _overlaps(m.span(), spans) and not any(a <= m.start() < b for a, b in dates)
     ]
+    return [m.group(0) for m in sorted(found, key=lambda m: m.start())]
+
+
+def _unlinked(text: str) -> str:
+    """The text with link targets blanked to spaces (offsets kept): URLs carry no polarity."""
+    return _LINK.sub(lambda m: " " * len(m.group(0)), text)
 
 
 def _changed_text(text: str, spans: list[range]) -> str:
@@ -274,9 +292,12 @@ def _sentence_rules(
             findings.terms.append(term)
     changed_old, changed_new = _changed_text(old, old_spans), _changed_text(new, new_spans)
     if before and after and about_opt_out:
-        words_old, words_new = _LINK.sub(" ", old), _LINK.sub(" ", new)
+        words_old, words_new = _unlinked(old), _unlinked(new)
         negations = len(NEGATIONS.findall(words_old)), len(NEGATIONS.findall(words_new))
-        if negations[0] != negations[1] or polarity(words_old) != polarity(words_new):
+        states_old = [on for on, *span in polarity(words_old) if _overlaps(span, old_spans)]
+        states_new = [on for on, *span in polarity(words_new) if _overlaps(span, new_spans)]
+        swapped = bool(states_old and states_new and states_old != states_new)
+        if negations[0] != negations[1] or swapped:
             findings.add("critical", f'meaning flipped: "{_short(old)}" → "{_short(new)}"')
         links_old, links_new = _LINK.findall(changed_old), _LINK.findall(new)
         if _LINK.search(changed_old) or _LINK.search(changed_new):
@@ -287,15 +308,21 @@ def _sentence_rules(
                     "relevant",
                     f"link target changed: {', '.join(gone) or '-'} → {', '.join(came) or '-'}",
                 )
-        numbers_old, numbers_new = _NUMBER.findall(changed_old), _NUMBER.findall(changed_new)
-        if (numbers_old or numbers_new) and (
-            not (_DATE.search(changed_old) or _DATE.search(changed_new))
-            or _EFFECT.search(old + " " + new)
-        ):
+        numbers_old, numbers_new = _numbers(old, old_spans), _numbers(new, new_spans)
+        dated = any(_DATE.fullmatch(n) for n in (*numbers_old, *numbers_new))
+        if (numbers_old or numbers_new) and (not dated or _EFFECT.search(old + " " + new)):
             findings.add(
                 "relevant",
                 f"number changed in an opt-out sentence: {' '.join(numbers_old) or '-'} → "
                 f"{' '.join(numbers_new) or '-'}",
+            )
+        scope_old = [m.group(0) for m in SCOPE.finditer(old) if _overlaps(m.span(), old_spans)]
+        scope_new = [m.group(0) for m in SCOPE.finditer(new) if _overlaps(m.span(), new_spans)]
+        if scope_old or scope_new:
+            findings.add(
+                "relevant",
+                f"scope changed in an opt-out sentence: {' '.join(scope_old) or '-'} → "
+                f"{' '.join(scope_new) or '-'}",
             )
     scoped = about_opt_out or _PLAN_CONTEXT.search(old + " " + new)
     if scoped and (PLANS.search(changed_old) or PLANS.search(changed_new)):

@@ -36,7 +36,23 @@ BUILT_IN: dict[str, str] = {
     "chat history": r"chat\s+history|activity",
     "human review": r"human\s+review(?:ers?|ed)?",
     "object to": r"right\s+to\s+object",
+    "AI models": r"(?:ai|artificial\s+intelligence|generative|(?:large\s+)?language|foundation)\s+"
+    r"models?|llms?",
+    "your data": r"(?:your|customer|user|member)\s+(?:data|content|information|conversations|"
+    r"chats|interactions|posts)",
+    "without consent": r"without\s+(?:your\s+)?(?:explicit\s+|prior\s+)?(?:consent|permission)",
+    "recordings": r"(?:voice\s+|audio\s+)?recordings?",
+    "going forward": r"new\s+(?:and|or)\s+resumed|going[\s-]forward|future\s+(?:model\s+)?"
+    r"training|already\s+(?:taken\s+place|started|been\s+trained)",
 }
+# Where and to whom a setting applies: a change among these words in an opt-out sentence
+# changes who is covered.
+SCOPE = re.compile(
+    r"(?<!\w)(?:EU|EEA|UK|United\s+Kingdom|European\s+(?:Union|Economic\s+Area)|Switzerland|"
+    r"Brazil|Canada|US|United\s+States|California|markets?|countries|regions?|all|some|only|"
+    r"except|excluding|everyone|adults?|minors?|teens?)(?!\w)",
+    re.IGNORECASE,
+)
 # Plans and products a setting applies to; capitalised names only ("feel free" is not a plan).
 PLANS = re.compile(
     r"(?<!\w)(?:Free|Pro\+?|Plus|Max|Team|Teams|Enterprise|Business|API|Education|Student|"
@@ -60,11 +76,12 @@ POLARITY = re.compile(
 _POSITIVE = {"on", "enabled", "in"}
 
 
-def polarity(text: str) -> tuple[int, int]:
-    """How many positive (on, enabled, opt in) and negative (off, disabled, opt out) states."""
-    values = [next(v for v in m.groups() if v).lower() for m in POLARITY.finditer(text)]
-    positive = sum(value in _POSITIVE for value in values)
-    return positive, len(values) - positive
+def polarity(text: str) -> list[tuple[bool, int, int]]:
+    """The on/off states a text names, in order: (positive?, start, end)."""
+    return [
+        (next(v for v in m.groups() if v).lower() in _POSITIVE, m.start(), m.end())
+        for m in POLARITY.finditer(text)
+    ]
 
 
 @lru_cache(maxsize=512)
