@@ -151,7 +151,8 @@ def assess(
         if tag != "equal"
     )
     if not hunks:
-        return Assessment("noise", ("only routine churn differs (dates, counters, tokens)",))
+        reason = "only routine churn differs (dates, counters, tokens)"
+        return Assessment("noise", (reason,), (), tuple(diff_blocks(old, new)))
     findings = Findings()
     _expected_gone(old, new, expect, findings)
     _vanished(masked_old, masked_new, findings)
