@@ -249,7 +249,7 @@ class Checker:
         recovering = state.last_outcome == "error" and state.consecutive_failures > 0
         if not recovering and not _differs(state, observation):
             return observation, ("unchanged", "no change", None)
-        if _differs(state, observation) and self.confirm_delay >= 0:
+        if _differs(state, observation):
             await asyncio.sleep(self.confirm_delay)
             try:
                 second = await self.observe(page, state)
