@@ -14,7 +14,7 @@ from itertools import accumulate
 from typing import Any, Literal
 
 from monitor.churn import mask_blocks
-from monitor.vocabulary import NEGATIONS, PLANS, SCOPE, polarity, term_spans
+from monitor.vocabulary import MODALS, NEGATIONS, PLANS, SCOPE, polarity, term_spans
 
 Severity = Literal["noise", "minor", "relevant", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("noise", "minor", "relevant", "critical")
@@ -34,6 +34,7 @@ _EFFECT = re.compile(
 _PLAN_CONTEXT = re.compile(
     r"\b(?:plans?|tiers?|accounts?|subscriptions?|applies|available)\b", re.I
 )
+_SWITCH = re.compile(r"\[(?:on|off)\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^\s<])")
 VANISH_SHARE = 0.6  # "most of the text": more than this share of the characters is gone
 VANISH_MIN_CHARS = 200
@@ -110,7 +111,10 @@ def pair_blocks(
     removed: Sequence[str], added: Sequence[str]
 ) -> list[tuple[str | None, str | None]]:
     """Removed and added text side by side: each removed piece with the most similar added
-    piece (when they share at least half their words), the rest alone, in reading order."""
+    piece (when they share at least half their words, or are the only two), the rest alone,
+    in reading order."""
+    if len(removed) == len(added) == 1:
+        return [(removed[0], added[0])]
     pairs: dict[int, int] = {}
     taken: set[int] = set()
     for i, old in enumerate(removed):
@@ -292,14 +296,9 @@ def _sentence_rules(
         if term not in findings.terms:
             findings.terms.append(term)
     changed_old, changed_new = _changed_text(old, old_spans), _changed_text(new, new_spans)
+    if before and after and _flipped(old, new, old_spans, new_spans, about_opt_out):
+        findings.add("critical", f'meaning flipped: "{_short(old)}" → "{_short(new)}"')
     if before and after and about_opt_out:
-        words_old, words_new = _unlinked(old), _unlinked(new)
-        negations = len(NEGATIONS.findall(words_old)), len(NEGATIONS.findall(words_new))
-        states_old = [on for on, *span in polarity(words_old) if _overlaps(span, old_spans)]
-        states_new = [on for on, *span in polarity(words_new) if _overlaps(span, new_spans)]
-        swapped = bool(states_old and states_new and states_old != states_new)
-        if negations[0] != negations[1] or swapped:
-            findings.add("critical", f'meaning flipped: "{_short(old)}" → "{_short(new)}"')
         links_old, links_new = _LINK.findall(changed_old), _LINK.findall(new)
         if _LINK.search(changed_old) or _LINK.search(changed_new):
             gone = [u for u in _LINK.findall(old) if u not in links_new] or links_old
@@ -317,14 +316,15 @@ def _sentence_rules(
                 f"number changed in an opt-out sentence: {' '.join(numbers_old) or '-'} → "
                 f"{' '.join(numbers_new) or '-'}",
             )
-        scope_old = [m.group(0) for m in SCOPE.finditer(old) if _overlaps(m.span(), old_spans)]
-        scope_new = [m.group(0) for m in SCOPE.finditer(new) if _overlaps(m.span(), new_spans)]
-        if scope_old or scope_new:
-            findings.add(
-                "relevant",
-                f"scope changed in an opt-out sentence: {' '.join(scope_old) or '-'} → "
-                f"{' '.join(scope_new) or '-'}",
-            )
+        for what, words in (("scope", SCOPE), ("commitment or timing", MODALS)):
+            gone = [m.group(0) for m in words.finditer(old) if _overlaps(m.span(), old_spans)]
+            came = [m.group(0) for m in words.finditer(new) if _overlaps(m.span(), new_spans)]
+            if [w.lower() for w in gone] != [w.lower() for w in came]:
+                findings.add(
+                    "relevant",
+                    f"{what} changed in an opt-out sentence: {' '.join(gone) or '-'} → "
+                    f"{' '.join(came) or '-'}",
+                )
     scoped = about_opt_out or _PLAN_CONTEXT.search(old + " " + new)
     if scoped and (PLANS.search(changed_old) or PLANS.search(changed_new)):
         plans_old, plans_new = set(PLANS.findall(old)), set(PLANS.findall(new))
@@ -332,6 +332,21 @@ def _sentence_rules(
             gone = ", ".join(sorted(plans_old - plans_new)) or "-"
             came = ", ".join(sorted(plans_new - plans_old)) or "-"
             findings.add("relevant", f"plans changed: {gone} → {came}")
+
+
+def _flipped(
+    old: str, new: str, old_spans: list[range], new_spans: list[range], about_opt_out: bool
+) -> bool:
+    """A negation added or removed, or on/off states swapped, in an opt-out sentence; a
+    switch (`[on]` -> `[off]`) flipping counts wherever it is: it is a setting's state."""
+    words_old, words_new = _unlinked(old), _unlinked(new)
+    states_old = [on for on, *span in polarity(words_old) if _overlaps(span, old_spans)]
+    states_new = [on for on, *span in polarity(words_new) if _overlaps(span, new_spans)]
+    swapped = bool(states_old and states_new and states_old != states_new)
+    if swapped and _SWITCH.search(old) and _SWITCH.search(new):
+        return True
+    negations = len(NEGATIONS.findall(words_old)) != len(NEGATIONS.findall(words_new))
+    return about_opt_out and (negations or swapped)
 
 
 def _short(text: str, limit: int = 90) -> str:

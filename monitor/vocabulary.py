@@ -64,6 +64,12 @@ NEGATIONS = re.compile(
     r"can't|didn't|wouldn't|shouldn't|haven't|hasn't|unless)(?!\w)|n't(?!\w)",
     re.IGNORECASE,
 )
+# Commitment and timing: "will store" -> "may store", "are updating" -> "updated".
+MODALS = re.compile(
+    r"(?<!\w)(?:will|may|might|can|could|must|shall|would|should|now|soon|currently|no\s+longer|"
+    r"(?:are|is)\s+updating|updated|will\s+update|plan\s+to|going\s+to)(?!\w)",
+    re.IGNORECASE,
+)
 # Opposite states: a sentence that swaps one for the other has flipped. Bare "on"/"off" only
 # count next to a verb of switching or "by default", so "on your device" is not a state.
 POLARITY = re.compile(

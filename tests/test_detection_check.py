@@ -279,3 +279,40 @@ def test_returning_variant_is_named_and_alerts_once(monitor: Callable[..., Monit
         assert line["status"] == "changed" and line["severity"] == "minor"
         assert line["summary"].startswith("returned to an earlier variant, version ")
     assert m.change(again["change_id"])["kind"] == "variant"
+
+
+def test_scope_and_commitment_changes_are_relevant(monitor: Callable[..., Monitor]) -> None:
+    m = monitor()
+    line = m.after(replaced("Deleted chats are removed", "Deleted chats may be removed"))
+    assert line["severity"] == "relevant"
+    assert "commitment or timing changed in an opt-out sentence: - → may" in line["summary"]
+    scoped = replaced("This setting applies to the", "In the EU, this setting applies to the")
+    m.serve(scoped)
+    line = m.line()
+    assert line["severity"] == "relevant"
+    assert "scope changed in an opt-out sentence: - → EU" in line["summary"]
+
+
+def test_switch_state_flip_is_critical(monitor: Callable[..., Monitor]) -> None:
+    switch = '<button role="switch" aria-checked="{}" aria-label="Training"></button>'
+    m = monitor()
+    m.serve(article(STEPS, switch.format("false")))
+    m.line()
+    m.serve(article(STEPS, switch.format("true")))
+    line = m.line()
+    assert line["severity"] == "critical"
+    assert line["summary"] == 'meaning flipped: "[off]" → "[on]"'
+
+
+def test_consent_banner_and_token_churn_is_noise(monitor: Callable[..., Monitor]) -> None:
+    def page(token: str, banner: str = "") -> str:
+        more = f'<a href="/r/website.v1.{token}">More about training</a>'
+        return article(STEPS, POLICY, more).replace("<main>", banner + "<main>")
+
+    m = monitor()
+    m.serve(page("3f2a9c1e-7b4d-4c1a-9e2f-51d0a8c6b7e4"))
+    m.line()
+    banner = '<div id="onetrust-banner-sdk"><p>We use cookies. Accept all?</p></div>'
+    m.serve(page("c07e51a2-1d9b-4f38-b6e0-77a4c2d913fe", banner))
+    line = m.line()
+    assert (line["status"], line["severity"]) == ("changed", "noise")

@@ -19,6 +19,7 @@ RULES = {
     "number-age",
     "number-effective-date",
     "plans",
+    "modal-timing",
     "minor-wording",
     "minor-added",
     "churn-relative-date",
