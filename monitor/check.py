@@ -92,6 +92,13 @@ def _differs(state: PageState, observation: Observation) -> bool:
     return state.text != observation.extraction.text or moved
 
 
+def _differs_from(first: Observation, second: Observation) -> bool:
+    return (first.extraction.text, first.capture.final_url) != (
+        second.extraction.text,
+        second.capture.final_url,
+    )
+
+
 def _moved(before: str, after: str) -> bool:
     """A different page, not the same one under another scheme, locale or trailing slash."""
 
@@ -249,16 +256,20 @@ class Checker:
         recovering = state.last_outcome == "error" and state.consecutive_failures > 0
         if not recovering and not _differs(state, observation):
             return observation, ("unchanged", "no change", None)
-        if _differs(state, observation):
-            await asyncio.sleep(self.confirm_delay)
+        assessment = await asyncio.to_thread(self._assess, page, state, observation, started_at)
+        if _differs(state, observation) and assessment.severity != "noise":
+            await asyncio.sleep(self.confirm_delay)  # churn alone is not worth a second fetch
             try:
                 second = await self.observe(page, state)
             except PageFailure:
                 second = observation
             if not recovering and not _differs(state, second):
                 return second, ("unchanged", "difference not confirmed by a second fetch", None)
-            observation = second
-        assessment = await asyncio.to_thread(self._assess, page, state, observation, started_at)
+            if _differs_from(observation, second):
+                observation = second
+                assessment = await asyncio.to_thread(
+                    self._assess, page, state, observation, started_at
+                )
         kind = "content"
         if recovering:
             kind = "recovery"

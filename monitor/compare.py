@@ -38,6 +38,7 @@ _SWITCH = re.compile(r"\[(?:on|off)\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^\s<])")
 VANISH_SHARE = 0.6  # "most of the text": more than this share of the characters is gone
 VANISH_MIN_CHARS = 200
+PAIRING_LIMIT = 40_000  # removed x added sentences beyond which a rewrite is not paired
 
 
 def severity_rank(severity: str) -> int:
@@ -117,12 +118,8 @@ def pair_blocks(
         return [(removed[0], added[0])]
     pairs: dict[int, int] = {}
     taken: set[int] = set()
-    for i, old in enumerate(removed):
-        scores = [
-            (difflib.SequenceMatcher(None, old.split(), new.split()).ratio(), j)
-            for j, new in enumerate(added)
-            if j not in taken
-        ]
+    for i, old in enumerate(removed if len(removed) * len(added) <= PAIRING_LIMIT else ()):
+        scores = [(_similarity(old, new), j) for j, new in enumerate(added) if j not in taken]
         best = max(scores, default=(0.0, -1))
         if best[0] >= 0.5:
             pairs[i] = best[1]
@@ -137,6 +134,11 @@ def pair_blocks(
         out.append((old, added[j] if j is not None else None))
     out += [(None, added[k]) for k in range(next_added, len(added)) if k not in pairs.values()]
     return out
+
+
+def _similarity(old: str, new: str) -> float:
+    matcher = difflib.SequenceMatcher(None, old.split(), new.split(), autojunk=False)
+    return matcher.ratio() if matcher.real_quick_ratio() >= 0.5 <= matcher.quick_ratio() else 0.0
 
 
 def assess(

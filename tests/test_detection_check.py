@@ -316,3 +316,19 @@ def test_consent_banner_and_token_churn_is_noise(monitor: Callable[..., Monitor]
     m.serve(page("c07e51a2-1d9b-4f38-b6e0-77a4c2d913fe", banner))
     line = m.line()
     assert (line["status"], line["severity"]) == ("changed", "noise")
+
+
+def test_confirmation_fetches_twice_only_for_content(
+    site: Site, monitor: Callable[..., Monitor]
+) -> None:
+    m = monitor()
+    m.serve(article())
+    m.line()
+    m.serve(article(updated="Updated today"))
+    before = site.hits["/help/training"]
+    assert m.line()["severity"] == "noise"
+    assert site.hits["/help/training"] - before == 1
+    m.serve(replaced("within 30 days", "within 7 days"))
+    before = site.hits["/help/training"]
+    assert m.line()["severity"] == "relevant"
+    assert site.hits["/help/training"] - before == 2
