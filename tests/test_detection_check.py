@@ -98,6 +98,9 @@ def test_negation_flip_is_critical(monitor: Callable[..., Monitor]) -> None:
     line = m.after(replaced("We will not use", "We will use"))
     assert line["severity"] == "critical"
     assert line["summary"].startswith('meaning flipped: "We will not use your chats')
+    shown = CliRunner().invoke(main, ["diff", str(line["change_id"]), "--db", m.db]).stdout
+    reasons_at = shown.index("• meaning flipped:")
+    assert reasons_at < shown.index("- We will not use") < shown.index("+ We will use")
 
 
 def test_opt_in_to_opt_out_is_critical(monitor: Callable[..., Monitor]) -> None:
@@ -332,3 +335,15 @@ def test_confirmation_fetches_twice_only_for_content(
     before = site.hits["/help/training"]
     assert m.line()["severity"] == "relevant"
     assert site.hits["/help/training"] - before == 2
+
+
+def test_redirect_to_a_locale_path_of_the_same_page_is_not_a_move(
+    site: Site, monitor: Callable[..., Monitor]
+) -> None:
+    m = monitor()
+    m.serve(article())
+    m.line()
+    site.page("/en/help/training", article())
+    site.redirect("/help/training", "/en/help/training", 301)
+    line = m.line()
+    assert (line["status"], line["change_id"]) == ("unchanged", None)
