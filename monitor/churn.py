@@ -59,7 +59,7 @@ _COUNTER = re.compile(
 _COPYRIGHT = re.compile(r"(?:©|\(c\)|copyright)\s*(?:(?:19|20)\d\d\s*[-–]?\s*)+", re.I)
 _TOKEN = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # UUID
-    r"|(?<![\w])(?=[\w-]*\d)(?=[\w-]*[a-z])[\w-]{20,}(?![\w])",  # long mixed token
+    r"|(?<![\w-])(?=\w*\d)(?=\w*[a-z])\w{20,}(?![\w-])",  # long token, not a slug
     re.I,
 )
 _LOCALE_SEGMENT = re.compile(r"(?<=[^/]/)(?:[a-z]{2}(?:-[a-z]{2})?)/(?=[\w-])", re.I)

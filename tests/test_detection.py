@@ -59,6 +59,10 @@ def test_churn_masks_equal(before: str, after: str) -> None:
         ("Kept for 30 days.", "Kept for 90 days."),
         ("Updated our policy on training.", "Updated our policy on model training."),
         ("Docs <https://ex.test/en/articles/12-x>", "Docs <https://ex.test/en/forms/12-x>"),
+        (
+            "FAQ <https://ex.test/articles/7730893-data-controls-faq-for-everyone>",
+            "FAQ <https://ex.test/articles/5722486-how-your-data-is-used-to-train>",
+        ),
     ],
 )
 def test_masks_keep_real_differences(before: str, after: str) -> None:
