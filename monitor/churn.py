@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from monitor.vocabulary import find_terms
+
 _MONTHS = {
     name: number
     for number, names in enumerate(
@@ -48,9 +50,13 @@ _RELATIVE = re.compile(
 )
 _STAMP_LINE = re.compile(
     r"^(?:#+\s*)?(?:last\s+)?(?:updated|modified|edited|reviewed|published|posted|written)\b"
-    r"(?!\s+(?:our|the|its|your|how|what|to)\b).{0,60}$",
+    r"(?!\s+(?:our|the|its|your|how|what|to)\b)",
     re.I,
 )
+# What makes such a line a stamp rather than news: a date, a time or a relative date in it.
+_STAMP_VALUE = re.compile(r"<when>|<time>|\b(?:19|20)\d\d-\d\d-\d\d\b|\bago\b", re.I)
+_STAMP_MAX = 80
+_STAMP_REST_WORDS = 6  # "Posted by a Community Manager 3 weeks ago"
 _COUNTER = re.compile(
     r"\b\d[\d,.]*\s*[kKmM]?\s+(?:views?|votes?|likes?|upvotes?|comments?|followers?|people|"
     r"readers?|helpful)\b|\b\d+\s+out\s+of\s+\d+\b",
@@ -91,16 +97,25 @@ def _iso_date(match: re.Match[str]) -> str:
     return f"{match.group('year')}-{number:02d}-{int(match.group('day')):02d}"
 
 
+def _is_stamp(text: str) -> bool:
+    """An "Updated 3 days ago" line: a stamp keyword, a date, and nothing about opt-outs."""
+    keyword = _STAMP_LINE.match(text.strip())
+    if not keyword or len(text) > _STAMP_MAX or not _STAMP_VALUE.search(text):
+        return False
+    rest = _STAMP_VALUE.sub(" ", text.strip()[keyword.end() :])
+    return len(rest.split()) <= _STAMP_REST_WORDS and not find_terms(rest)
+
+
 def mask(block: str) -> str:
     """The block with its routine churn made uniform (see the module docstring)."""
-    if _STAMP_LINE.match(block.strip()):
-        return "<updated>"
     text = _COPYRIGHT.sub("© <year> ", block)
     for pattern in _DATES:
         text = pattern.sub(_iso_date, text)
     text = _RELATIVE.sub("<when>", text)
     text = _TIME.sub("<time>", text)
     text = _COUNTER.sub("<count>", text)
+    if _is_stamp(text):
+        return "<updated>"
     text = _TOKEN.sub("<token>", text)
     text = _LOCALE_SEGMENT.sub("", text)
     text = _LIST_MARK.sub("", text)

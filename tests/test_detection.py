@@ -58,6 +58,8 @@ def test_churn_masks_equal(before: str, after: str) -> None:
         ("From 28 August 2025, chats are kept.", "From 28 September 2025, chats are kept."),
         ("Kept for 30 days.", "Kept for 90 days."),
         ("Updated our policy on training.", "Updated our policy on model training."),
+        ("Updated: training is off by default", "Updated: training is on by default"),
+        ("Updated 2 May 2025: opt out by June", "Updated 2 May 2025: opt out by July"),
         ("Docs <https://ex.test/en/articles/12-x>", "Docs <https://ex.test/en/forms/12-x>"),
         (
             "FAQ <https://ex.test/articles/7730893-data-controls-faq-for-everyone>",
