@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from monitor.churn import mask
@@ -143,3 +145,13 @@ def test_diff_lines_pair_sentences_and_highlight_terms() -> None:
     console = Console(record=True, force_terminal=True, color_system="standard", width=200)
     console.print(lines[3])
     assert "\x1b[7;32mkept" in console.export_text(styles=True)  # reverse video
+
+
+@given(st.lists(st.text(max_size=80).map(lambda s: " ".join(s.split())), max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_same_text_is_noise_and_any_text_is_graded(blocks: list[str]) -> None:
+    text = "\n".join(b for b in blocks if b)
+    same = assess(text, text)
+    assert same.severity == "noise" and same.hunks == ()
+    graded = assess(text, PAGE)
+    assert graded.severity in ("noise", "minor", "relevant", "critical") and graded.reasons
