@@ -1,24 +1,30 @@
 """One check = fetch → extract → compare → store; many checks with bounded concurrency.
 
-The CLI, the scheduler and tests all run checks through `Checker`.
+The CLI, the scheduler and tests all run checks through `Checker`. A check records exactly
+one of: first, unchanged, changed (with a change), or error (a page that worked and now
+fails, confirmed by a retry, is also a `failure` change, once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.compare import assess
-from monitor.extract import Extraction, SelectorMissing, extract
+from monitor.churn import mask
+from monitor.compare import Assessment, assess, capped, with_reason
+from monitor.compare import failure as failure_assessment
+from monitor.extract import Extraction, SelectorMissing, extract, normalise_url
 from monitor.fetch import Capture, Fetcher, FetchError, FetchMode
-from monitor.store import CheckRecord, NewChange, PageState, Store
+from monitor.store import CheckRecord, NewChange, PageState, Store, VersionRow, content_hash
 from monitor.store.models import utcnow
 from monitor.targets import Page
 
@@ -27,6 +33,9 @@ log = logging.getLogger(__name__)
 Status = Literal["first", "unchanged", "changed", "error"]
 # Names the destinations (key, label) that want a change of a page at a severity.
 Router = Callable[[Page, str], tuple[tuple[str, str], ...]]
+# A page returning to a text it showed within this window is an A/B variant, not news.
+VARIANT_WINDOW = timedelta(days=14)
+VARIANT_REASON = "returned to an earlier variant"
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,29 @@ class CheckResult:
         }
 
 
+class PageFailure(Exception):
+    """A check that got no usable text: the page failed to load or its structure moved."""
+
+    def __init__(self, reason: str, *, status: int | None = None, mode: str | None = None):
+        super().__init__(reason)
+        self.reason, self.status, self.mode = reason, status, mode
+
+    @property
+    def change_reason(self) -> str:
+        """The reason as a change names it: what the page does now."""
+        if self.status and self.status >= 400:
+            return f"page now answers {self.status}"
+        if "matches nothing" in self.reason:
+            return self.reason
+        return f"page cannot be reached: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Observation:
+    capture: Capture
+    extraction: Extraction
+
+
 def _first_line(exc: SQLAlchemyError) -> str:
     cause = getattr(exc, "orig", None) or exc
     return str(cause).strip().splitlines()[0][:300] if str(cause).strip() else type(cause).__name__
@@ -65,30 +97,45 @@ def _ms_since(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
 
 
-def _change(kind: str, severity: str, reasons: list[str]) -> NewChange:
+def _new_change(kind: str, assessment: Assessment) -> NewChange:
     return NewChange(
-        kind=kind, severity=severity, summary="; ".join(reasons), reasons=reasons, terms=[], diff=[]
+        kind=kind,
+        severity=assessment.severity,
+        summary=assessment.summary,
+        reasons=list(assessment.reasons),
+        terms=list(assessment.terms),
+        diff=[hunk.to_json() for hunk in assessment.hunks],
     )
 
 
-def _quiet_summary(record: CheckRecord) -> str:
+def _summary(record: CheckRecord) -> str:
+    if record.change:
+        return record.change.summary
     if record.outcome == "first" and record.text is not None:
         return f"first version: {len(record.text.splitlines())} blocks"
     return record.error or "no change"
 
 
-class PageFailure(Exception):
-    """A check that got no usable text: the page failed to load or its structure moved."""
-
-    def __init__(self, reason: str, *, status: int | None = None, mode: str | None = None):
-        super().__init__(reason)
-        self.reason, self.status, self.mode = reason, status, mode
+def _differs(state: PageState, observation: Observation) -> bool:
+    moved = bool(state.final_url) and _moved(state.final_url or "", observation.capture.final_url)
+    return state.text != observation.extraction.text or moved
 
 
-@dataclass(frozen=True)
-class Observation:
-    capture: Capture
-    extraction: Extraction
+def _differs_from(first: Observation, second: Observation) -> bool:
+    return (first.extraction.text, first.capture.final_url) != (
+        second.extraction.text,
+        second.capture.final_url,
+    )
+
+
+def _moved(before: str, after: str) -> bool:
+    """A different page, not the same one under another scheme, locale or trailing slash."""
+
+    def key(url: str) -> str:
+        parts = urlsplit(normalise_url(url, url) or url)
+        return mask(f"{parts.hostname or ''}{parts.path.rstrip('/')}").lower()
+
+    return key(before) != key(after)
 
 
 class Checker:
@@ -103,12 +150,20 @@ class Checker:
         route: Router | None = None,
         failures_before_alert: int = 1,
         retry_delay: float = 2.0,
+        confirm_delay: float | None = None,
+        variant_window: timedelta = VARIANT_WINDOW,
     ) -> None:
         self.store = store
         self.concurrency = concurrency
         self.route = route
         self.failures_before_alert = failures_before_alert
         self.observer = Observer(fetcher, retry_delay=retry_delay)
+        self.confirm_delay = (
+            float(os.environ.get("MONITOR_CONFIRM_DELAY", "1"))
+            if confirm_delay is None
+            else confirm_delay
+        )
+        self.variant_window = variant_window
 
     async def check_all(
         self, pages: Sequence[Page], on_result: Callable[[CheckResult], None] | None = None
@@ -135,15 +190,17 @@ class Checker:
         except SQLAlchemyError as exc:
             reason = f"could not use the store: {_first_line(exc)}"
             log.error("page %s: %s", page.id, reason)
-            duration = round((time.perf_counter() - started) * 1000)
-            return CheckResult(page, "error", duration, error=reason, summary=reason)
+            return CheckResult(page, "error", _ms_since(started), error=reason, summary=reason)
 
     async def _check(self, page: Page) -> CheckResult:
         started_at = utcnow()
         started = time.perf_counter()
         state = await asyncio.to_thread(self.store.page_state, page.id)
+        # A page that worked last time gets a second try before its failure counts.
+        worked = state.text is not None and state.last_outcome != "error"
         try:
-            observation = await self.observer.observe(page, state.last_mode)
+            observation = await self.observer.observe(page, state.last_mode, retry=worked)
+            record = await self._judge(page, state, observation, started_at, started)
         except PageFailure as failure:
             record = CheckRecord(
                 page.id,
@@ -159,8 +216,6 @@ class Checker:
             log.exception("check of %s failed unexpectedly", page.id)
             reason = f"internal error: {type(exc).__name__}: {exc}"
             record = CheckRecord(page.id, started_at, _ms_since(started), "error", error=reason)
-        else:
-            record = self._compare(page, state, observation, started_at, _ms_since(started))
         if record.change and self.route:
             record = replace(record, deliveries=self.route(page, record.change.severity))
         recorded = await asyncio.to_thread(self.store.record_check, record)
@@ -170,46 +225,65 @@ class Checker:
             record.duration_ms,
             severity=record.change.severity if record.change else None,
             change_id=recorded.change_id,
-            summary=record.change.summary if record.change else _quiet_summary(record),
+            summary=_summary(record),
             error=record.error,
             fetch_mode=record.fetch_mode,
         )
 
-    def _compare(
+    def _failure(self, state: PageState, failure: PageFailure) -> NewChange | None:
+        """A page that worked and now fails is a critical change, once: when its failures in
+        a row reach `failures_before_alert`. Later failing checks add no change."""
+        if state.text is None or state.consecutive_failures + 1 != self.failures_before_alert:
+            return None
+        return _new_change("failure", failure_assessment(failure.change_reason))
+
+    async def _judge(
         self,
         page: Page,
         state: PageState,
         observation: Observation,
         started_at: datetime,
-        duration_ms: int,
+        started: float,
     ) -> CheckRecord:
-        """The check's record when the page answered: first, unchanged or changed."""
-        capture, text = observation.capture, observation.extraction.text
+        """First, unchanged or changed; a real difference is confirmed by a second fetch."""
         change = None
+        recovering = state.last_outcome == "error" and state.consecutive_failures > 0
         if state.text is None:
             outcome = "first"
-        elif state.text == text:
+        elif not recovering and not _differs(state, observation):
             outcome = "unchanged"
-            if self._was_failing(state):
-                change = _change("recovery", "minor", [self._recovered(state)])
         else:
-            outcome = "changed"
-            assessment = assess(state.text, text, watch=page.decl.watch)
-            reasons = list(assessment.reasons)
-            if self._was_failing(state):
-                reasons.append(self._recovered(state))
-            change = NewChange(
-                kind="content",
-                severity=assessment.severity,
-                summary="; ".join(reasons[:3]),
-                reasons=reasons,
-                terms=list(assessment.terms),
-                diff=[hunk.to_json() for hunk in assessment.hunks],
-            )
+            assessment = await asyncio.to_thread(self._assess, page, state, observation, started_at)
+            if _differs(state, observation) and assessment.severity != "noise":
+                await asyncio.sleep(self.confirm_delay)  # churn alone is not worth a second fetch
+                try:
+                    second = await self.observer.observe(page, observation.capture.mode)
+                except PageFailure:
+                    second = observation
+                if not recovering and not _differs(state, second):
+                    log.info("page %s: a difference not confirmed by a second fetch", page.id)
+                    observation, assessment = second, None
+                elif _differs_from(observation, second):
+                    observation = second
+                    assessment = await asyncio.to_thread(
+                        self._assess, page, state, observation, started_at
+                    )
+            if assessment is None:
+                outcome = "unchanged"
+            elif recovering:
+                outcome = "changed"
+                failures = state.consecutive_failures
+                reason = f"page answers again after {failures} failed check(s)"
+                change = _new_change("recovery", with_reason(assessment, "minor", reason))
+            else:
+                outcome = "changed"
+                variant = assessment.reasons[0].startswith(VARIANT_REASON)
+                change = _new_change("variant" if variant else "content", assessment)
+        capture, text = observation.capture, observation.extraction.text
         return CheckRecord(
             page.id,
             started_at,
-            duration_ms,
+            _ms_since(started),
             outcome,
             fetch_mode=capture.mode,
             status=capture.status,
@@ -218,30 +292,37 @@ class Checker:
             change=change,
         )
 
-    def _failure(self, state: PageState, failure: PageFailure) -> NewChange | None:
-        """A page that worked and now fails (after the retry) is a critical change, once:
-        when its failures in a row reach `failures_before_alert`."""
-        if state.version_id is None or state.consecutive_failures + 1 != self.failures_before_alert:
-            return None
-        reason = (
-            f"page now answers {failure.status}"
-            if failure.status
-            else f"page can no longer be read: {failure.reason}"
-        )
-        if failure.status and failure.reason not in reason:
-            reason += f" ({failure.reason})"
-        return _change("failure", "critical", [reason])
+    def _assess(
+        self, page: Page, state: PageState, observation: Observation, started_at: datetime
+    ) -> Assessment:
+        assert state.text is not None
+        text, final_url = observation.extraction.text, observation.capture.final_url
+        assessment = assess(state.text, text, watch=page.decl.watch, expect=page.decl.expect)
+        if state.final_url and _moved(state.final_url, final_url):
+            reason = f"now redirects to a different page: {state.final_url} → {final_url}"
+            assessment = with_reason(assessment, "critical", reason)
+        if text != state.text:
+            earlier = self._recent_variant(page.id, text, state, started_at)
+            if earlier is not None:
+                seen = f"{earlier.last_seen:%Y-%m-%d %H:%M} UTC"
+                reason = f"{VARIANT_REASON}, version {earlier.id} (last seen {seen})"
+                assessment = capped(assessment, "minor", reason)
+        return assessment
 
-    def _was_failing(self, state: PageState) -> bool:
-        return (
-            state.last_outcome == "error"
-            and state.consecutive_failures >= self.failures_before_alert
-        )
-
-    @staticmethod
-    def _recovered(state: PageState) -> str:
-        return (
-            f"recovered: the page answers again after {state.consecutive_failures} failed check(s)"
+    def _recent_variant(
+        self, page_id: str, text: str, state: PageState, now: datetime
+    ) -> VersionRow | None:
+        """An earlier version with this exact text, seen within the variant window."""
+        digest = content_hash(text)
+        return next(
+            (
+                version
+                for version in self.store.versions(page_id)
+                if version.content_hash == digest
+                and version.id != state.version_id
+                and now - version.last_seen <= self.variant_window
+            ),
+            None,
         )
 
 
@@ -252,9 +333,12 @@ class Observer:
         self.fetcher = fetcher
         self.retry_delay = retry_delay
 
-    async def observe(self, page: Page, last_mode: str | None = None) -> Observation:
+    async def observe(
+        self, page: Page, last_mode: str | None = None, *, retry: bool = False
+    ) -> Observation:
         """Fetch and extract, choosing the browser for `auto` pages whose text needs scripts
-        (`last_mode`: the mode that worked last time). A failure is retried once."""
+        (`last_mode`: the mode that worked last time). With `retry`, a failure is tried once
+        more before it is raised."""
         mode: FetchMode
         if page.decl.fetch == "auto":
             mode = "browser" if last_mode == "browser" or page.decl.wait_for else "http"
@@ -262,7 +346,9 @@ class Observer:
             mode = page.decl.fetch
         try:
             observation = await self._observe(page, mode)
-        except PageFailure:  # confirm a failure before it counts
+        except PageFailure:
+            if not retry:
+                raise
             await asyncio.sleep(self.retry_delay)
             observation = await self._observe(page, mode)
         if (
@@ -272,7 +358,7 @@ class Observer:
         ):
             observation = await self._observe(page, "browser")
         if observation is None:
-            raise PageFailure(f"select {page.decl.select!r} matches nothing", mode=mode)
+            raise PageFailure(f'select "{page.decl.select}" matches nothing', mode=mode)
         return observation
 
     async def _observe(self, page: Page, mode: FetchMode) -> Observation | None:

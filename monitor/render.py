@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from monitor.compare import Hunk, word_diff
+from monitor.compare import Hunk, pair_blocks, word_diff
 from monitor.store import ChangeRow
+from monitor.vocabulary import term_spans
 
 SEVERITY_STYLE = {"noise": "dim", "minor": "cyan", "relevant": "yellow", "critical": "bold red"}
-
-
-def pair_blocks(hunk: Hunk) -> Iterator[tuple[str | None, str | None]]:
-    """Removed and added blocks side by side: the n-th removed with the n-th added."""
-    for index in range(max(len(hunk.removed), len(hunk.added))):
-        old = hunk.removed[index] if index < len(hunk.removed) else None
-        new = hunk.added[index] if index < len(hunk.added) else None
-        yield old, new
 
 
 def severity_text(severity: str | None) -> Text:
     return Text(severity or "-", style=SEVERITY_STYLE.get(severity or "", ""))
 
 
-def diff_lines(hunks: list[Hunk]) -> list[Text]:
-    """`- old` / `+ new` lines; words that changed inside a block are underlined and bold."""
+def highlight_terms(line: Text, watch: tuple[str, ...] = ()) -> Text:
+    """Opt-out vocabulary in reverse video, so a reader sees why a sentence matters."""
+    for _term, start, end in term_spans(line.plain, watch):
+        line.stylize("reverse", start, end)
+    return line
+
+
+def diff_lines(hunks: list[Hunk], watch: tuple[str, ...] = ()) -> list[Text]:
+    """`- old` / `+ new` lines, removed and added sentences paired; words that changed inside
+    a pair are underlined and bold, opt-out terms are in reverse video."""
     lines: list[Text] = []
     for hunk in hunks:
         lines.append(Text(f"@@ block {hunk.old_start + 1} → {hunk.new_start + 1} @@", style="dim"))
-        for old, new in pair_blocks(hunk):
+        for old, new in pair_blocks(hunk.removed, hunk.added):
             if old is not None and new is not None:
                 pieces = word_diff(old, new)
                 minus, plus = Text("- ", style="red"), Text("+ ", style="green")
@@ -46,7 +45,7 @@ def diff_lines(hunks: list[Hunk]) -> list[Text]:
                 lines.append(Text(f"- {old}", style="red"))
             elif new is not None:
                 lines.append(Text(f"+ {new}", style="green"))
-    return lines
+    return [highlight_terms(line, watch) for line in lines]
 
 
 def render_change(change: ChangeRow, page_label: str, url: str) -> RenderableType:
