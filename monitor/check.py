@@ -198,9 +198,10 @@ class Checker:
         state = await asyncio.to_thread(self.store.page_state, page.id)
         # A page that worked last time gets a second try before its failure counts.
         worked = state.text is not None and state.last_outcome != "error"
+        note = None
         try:
             observation = await self.observer.observe(page, state.last_mode, retry=worked)
-            record = await self._judge(page, state, observation, started_at, started)
+            record, note = await self._judge(page, state, observation, started_at, started)
         except PageFailure as failure:
             record = CheckRecord(
                 page.id,
@@ -225,7 +226,7 @@ class Checker:
             record.duration_ms,
             severity=record.change.severity if record.change else None,
             change_id=recorded.change_id,
-            summary=_summary(record),
+            summary=note or _summary(record),
             error=record.error,
             fetch_mode=record.fetch_mode,
         )
@@ -244,9 +245,10 @@ class Checker:
         observation: Observation,
         started_at: datetime,
         started: float,
-    ) -> CheckRecord:
-        """First, unchanged or changed; a real difference is confirmed by a second fetch."""
-        change = None
+    ) -> tuple[CheckRecord, str | None]:
+        """First, unchanged or changed; a real difference is confirmed by a second fetch.
+        Also returns a note for the summary when a difference was not confirmed."""
+        change, note = None, None
         recovering = state.last_outcome == "error" and state.consecutive_failures > 0
         if state.text is None:
             outcome = "first"
@@ -261,7 +263,8 @@ class Checker:
                 except PageFailure:
                     second = observation
                 if not recovering and not _differs(state, second):
-                    log.info("page %s: a difference not confirmed by a second fetch", page.id)
+                    note = "difference not confirmed by a second fetch"
+                    log.info("page %s: %s", page.id, note)
                     observation, assessment = second, None
                 elif _differs_from(observation, second):
                     observation = second
@@ -280,7 +283,7 @@ class Checker:
                 variant = assessment.reasons[0].startswith(VARIANT_REASON)
                 change = _new_change("variant" if variant else "content", assessment)
         capture, text = observation.capture, observation.extraction.text
-        return CheckRecord(
+        record = CheckRecord(
             page.id,
             started_at,
             _ms_since(started),
@@ -291,6 +294,7 @@ class Checker:
             final_url=capture.final_url,
             change=change,
         )
+        return record, note
 
     def _assess(
         self, page: Page, state: PageState, observation: Observation, started_at: datetime

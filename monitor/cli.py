@@ -847,6 +847,48 @@ def demo() -> None:
     run_demo(out.print, show)
 
 
+@main.group()
+def db() -> None:
+    """The store itself: copy it to another database."""
+
+
+@db.command("copy")
+@click.argument("source_url")
+@click.argument("dest_url")
+def db_copy(source_url: str, dest_url: str) -> None:
+    """Copy the whole store at SOURCE_URL into the empty database at DEST_URL.
+
+    Every table, ids unchanged (PostgreSQL id sequences are moved past them), in one
+    transaction: e.g. from sqlite:///snapshots/monitor.db to postgresql://user@host/monitor.
+    Stop `monitor run` on the source first.
+    """
+    from monitor.schedule import InstanceLocked, lock_sqlite
+    from monitor.store.copy import CopyRefused, TableCopied, copy_store
+
+    try:
+        lock = lock_sqlite(source_url)
+    except InstanceLocked as exc:
+        _fail(f"{exc}; stop it before copying")
+
+    def copied(table: TableCopied) -> None:
+        err.print(f"{table.name}: {table.rows} row(s)")
+
+    try:
+        tables = copy_store(source_url, dest_url, copied)
+    except CopyRefused as exc:
+        _fail(str(exc))
+    except StoreError as exc:
+        _fail(str(exc), EXIT_UNCHECKED)
+    finally:
+        if lock is not None:
+            lock.close()
+    total = sum(table.rows for table in tables)
+    out.print(
+        f"copied {total} row(s) in {len(tables)} table(s) from {redact_url(source_url)} "
+        f"to {redact_url(dest_url)}"
+    )
+
+
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 

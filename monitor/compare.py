@@ -14,7 +14,7 @@ from itertools import accumulate
 from typing import Any, Literal
 
 from monitor.churn import mask_blocks
-from monitor.vocabulary import MODALS, NEGATIONS, PLANS, SCOPE, polarity, term_spans
+from monitor.vocabulary import MODALS, NEGATIONS, PLANS, SCOPE, polarity, term_matches
 
 Severity = Literal["noise", "minor", "relevant", "critical"]
 SEVERITIES: tuple[Severity, ...] = ("noise", "minor", "relevant", "critical")
@@ -256,7 +256,7 @@ def _overlaps(span: Sequence[int], spans: list[range]) -> bool:
 
 
 def _touched_terms(text: str, spans: list[range], watch: tuple[str, ...]) -> list[str]:
-    return [term for term, *span in term_spans(text, watch) if _overlaps(span, spans)]
+    return [term for term, *span in term_matches(text, watch) if _overlaps(span, spans)]
 
 
 def _numbers(text: str, spans: list[range]) -> list[str]:
@@ -292,7 +292,7 @@ def _sentence_rules(
     if not old_spans and not new_spans:
         return
     touched = _touched_terms(old, old_spans, watch) + _touched_terms(new, new_spans, watch)
-    about_opt_out = bool(term_spans(old, watch) or term_spans(new, watch))
+    about_opt_out = bool(term_matches(old, watch) or term_matches(new, watch))
     terms = list(dict.fromkeys(touched))
     for term in terms:
         if term not in findings.terms:

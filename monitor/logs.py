@@ -39,3 +39,5 @@ def configure(level: int, fmt: str) -> None:
     # Apprise's own messages may quote a destination's URL: the notifier captures them and
     # logs a scrubbed version instead.
     logging.getLogger("apprise").propagate = False
+    # urllib3 logs request paths at debug level, and webhook paths carry tokens.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)

@@ -7,7 +7,7 @@ from rich.text import Text
 
 from monitor.compare import Hunk, pair_blocks, word_diff
 from monitor.store import ChangeRow
-from monitor.vocabulary import term_spans
+from monitor.vocabulary import term_matches
 
 SEVERITY_STYLE = {"noise": "dim", "minor": "cyan", "relevant": "yellow", "critical": "bold red"}
 
@@ -18,7 +18,7 @@ def severity_text(severity: str | None) -> Text:
 
 def highlight_terms(line: Text, watch: tuple[str, ...] = ()) -> Text:
     """Opt-out vocabulary in reverse video, so a reader sees why a sentence matters."""
-    for _term, start, end in term_spans(line.plain, watch):
+    for _term, start, end in term_matches(line.plain, watch):
         line.stylize("reverse", start, end)
     return line
 

@@ -103,7 +103,7 @@ def _compiled(extra: tuple[str, ...]) -> list[tuple[str, re.Pattern[str]]]:
     return entries
 
 
-def term_spans(text: str, extra: tuple[str, ...] = ()) -> list[tuple[str, int, int]]:
+def term_matches(text: str, extra: tuple[str, ...] = ()) -> list[tuple[str, int, int]]:
     """Every vocabulary match in `text`: (term, start, end)."""
     return [
         (name, match.start(), match.end())
@@ -120,12 +120,7 @@ def find_terms(text: str, extra: tuple[str, ...] = ()) -> list[str]:
 def term_spans(text: str, extra: tuple[str, ...] = ()) -> list[tuple[int, int]]:
     """Where vocabulary terms occur in `text`: sorted, non-overlapping (start, end) offsets,
     so a reader can highlight them (overlapping matches are merged into one span)."""
-    found = sorted(
-        (match.start(), match.end())
-        for _, regex in _compiled(extra)
-        for match in regex.finditer(text)
-        if match.end() > match.start()
-    )
+    found = sorted((start, end) for _, start, end in term_matches(text, extra) if end > start)
     merged: list[tuple[int, int]] = []
     for start, end in found:
         if merged and start <= merged[-1][1]:

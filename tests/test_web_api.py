@@ -96,7 +96,8 @@ def test_change_list_filters_and_pages(server: Server, openapi: dict) -> None:
         relevant = client.get("/api/changes", params={"severity": "relevant"}).json()
         assert relevant["items"] and {c["severity"] for c in relevant["items"]} == {"relevant"}
         both = client.get("/api/changes", params=[("severity", "minor"), ("severity", "relevant")])
-        assert both.json()["total"] == 4
+        quieter = [c for c in everything["items"] if c["severity"] in ("minor", "relevant")]
+        assert both.json()["total"] == len(quieter) >= 2
         globex = client.get("/api/changes", params={"provider": "Globex"}).json()
         assert sorted(c["page_id"] for c in globex["items"]) == ["globex-ads", "globex-old"]
         found = client.get("/api/changes", params={"q": "resumed"}).json()

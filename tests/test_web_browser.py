@@ -72,10 +72,11 @@ def test_review_a_change(page: Page, server: Server, history: History) -> None:
     page.get_by_role("link", name="Changes", exact=True).click()
     page.get_by_label("Provider").select_option("Acme")
     page.get_by_label("relevant").check()
+    page.get_by_label("critical").check()
     page.get_by_role("button", name="Filter").click()
     first = history.training_changes[0]
     expect(page.locator("#result-count")).to_contain_text("change(s)")
-    expect(page.locator("ol.feed > li")).to_have_count(2)  # Acme's relevant changes
+    expect(page.locator("ol.feed > li")).to_have_count(2)  # Acme's alerting changes
     shot(page, "web-changes.png")
     page.locator(f'a[href="/changes/{first}"]').click()
 

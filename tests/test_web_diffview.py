@@ -50,10 +50,10 @@ def test_blocks_only_removed_or_added_are_wholly_marked() -> None:
     (hunk,) = diff_view(
         [{"old_start": 0, "new_start": 0, "removed": ["Gone."], "added": ["New.", "Also new."]}]
     )
-    first, second = hunk.rows
-    assert marked(first.old) == "[Gone]." and marked(first.new) == "[New]."  # paired: words
-    assert second.old is None and second.old_number is None
-    assert (marked(second.new), second.new_number) == ("[Also new.]", 2)
+    gone, new, also = hunk.rows  # nothing alike to pair: each block stands alone
+    assert (marked(gone.old), gone.new) == ("[Gone.]", None)
+    assert new.old is None and new.old_number is None and marked(new.new) == "[New.]"
+    assert (marked(also.new), also.new_number) == ("[Also new.]", 2)
 
 
 def test_mark_keeps_every_character() -> None:

@@ -8,8 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.compare import Hunk, severity_rank, word_diff
-from monitor.render import pair_blocks
+from monitor.compare import Hunk, pair_blocks, severity_rank, word_diff
 from monitor.vocabulary import emphasise
 
 MAX_BLOCKS = 6  # removed/added pairs shown per change before "and N more"
@@ -135,7 +134,7 @@ def _marked(text: str, alert: Alert, style: _Style) -> str:
 
 
 def _diff_lines(alert: Alert, style: _Style) -> list[str]:
-    pairs = [pair for hunk in alert.hunks for pair in pair_blocks(hunk)]
+    pairs = [pair for hunk in alert.hunks for pair in pair_blocks(hunk.removed, hunk.added)]
     lines: list[str] = []
     for old, new in pairs[:MAX_BLOCKS]:
         if old is not None and new is not None:

@@ -11,8 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 
-from monitor.compare import Hunk, word_diff
-from monitor.render import pair_blocks
+from monitor.compare import Hunk, pair_blocks, word_diff
 from monitor.vocabulary import term_spans
 
 
@@ -97,7 +96,10 @@ def _changed_ranges(old: str, new: str) -> tuple[list[tuple[int, int]], list[tup
 
 def hunk_view(hunk: Hunk, watch: tuple[str, ...] = ()) -> HunkView:
     rows: list[Row] = []
-    for index, (old, new) in enumerate(pair_blocks(hunk)):
+    old_number, new_number = hunk.old_start, hunk.new_start  # blocks are numbered from 1
+    for old, new in pair_blocks(hunk.removed, hunk.added):
+        old_number += old is not None
+        new_number += new is not None
         if old is not None and new is not None:
             old_ranges, new_ranges = _changed_ranges(old, new)
         else:
@@ -105,8 +107,8 @@ def hunk_view(hunk: Hunk, watch: tuple[str, ...] = ()) -> HunkView:
             new_ranges = [(0, len(new))] if new else []
         rows.append(
             Row(
-                old_number=hunk.old_start + index + 1 if old is not None else None,
-                new_number=hunk.new_start + index + 1 if new is not None else None,
+                old_number=old_number if old is not None else None,
+                new_number=new_number if new is not None else None,
                 old=tuple(mark(old, old_ranges, watch)) if old is not None else None,
                 new=tuple(mark(new, new_ranges, watch)) if new is not None else None,
             )
