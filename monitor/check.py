@@ -20,9 +20,17 @@ from urllib.parse import urlsplit
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.churn import mask
-from monitor.compare import Assessment, assess, capped, with_reason
+from monitor.compare import Assessment, assess, capped, diff_blocks, with_reason
 from monitor.compare import failure as failure_assessment
-from monitor.extract import Extraction, SelectorMissing, extract, normalise_url
+from monitor.extract import (
+    Extraction,
+    SelectorMissing,
+    compress,
+    decompress,
+    extract,
+    fingerprint,
+    normalise_url,
+)
 from monitor.fetch import Capture, Fetcher, FetchError, FetchMode
 from monitor.store import CheckRecord, NewChange, PageState, Store, VersionRow, content_hash
 from monitor.store.models import utcnow
@@ -196,6 +204,7 @@ class Checker:
         started_at = utcnow()
         started = time.perf_counter()
         state = await asyncio.to_thread(self.store.page_state, page.id)
+        state = await asyncio.to_thread(rebaseline, self.store, page, state, at=started_at)
         # A page that worked last time gets a second try before its failure counts.
         worked = state.text is not None and state.last_outcome != "error"
         note = None
@@ -283,6 +292,7 @@ class Checker:
                 variant = assessment.reasons[0].startswith(VARIANT_REASON)
                 change = _new_change("variant" if variant else "content", assessment)
         capture, text = observation.capture, observation.extraction.text
+        stored = outcome != "unchanged"
         record = CheckRecord(
             page.id,
             started_at,
@@ -290,9 +300,11 @@ class Checker:
             outcome,
             fetch_mode=capture.mode,
             status=capture.status,
-            text=None if outcome == "unchanged" else text,
+            text=text if stored else None,
             final_url=capture.final_url,
             change=change,
+            fingerprint=fingerprint(page.decl) if stored else None,
+            capture=compress(capture.html) if stored else None,
         )
         return record, note
 
@@ -328,6 +340,65 @@ class Checker:
             ),
             None,
         )
+
+
+def reextracted(store: Store, page: Page, state: PageState) -> str | None:
+    """The current version's raw capture extracted with the page's current rules; None when
+    no capture is kept or the rules select nothing in it."""
+    raw = store.capture_of(state.version_id) if state.version_id is not None else None
+    if raw is None:
+        return None
+    try:
+        return extract(
+            decompress(raw),
+            base_url=state.final_url or page.url,
+            select=page.decl.select,
+            remove=page.decl.remove,
+            ignore=page.decl.ignore,
+        ).text
+    except SelectorMissing:
+        log.warning(
+            "page %s: select %r matches nothing in the stored page", page.id, page.decl.select
+        )
+        return None
+
+
+def rebaseline(
+    store: Store, page: Page, state: PageState, *, force: bool = False, at: datetime | None = None
+) -> PageState:
+    """When the page's rules (or the extractor) changed since its current version was
+    stored, extract that version's raw capture again with the current rules and store the
+    result as a technical version, never alerted; the next fetch is then compared with what
+    the current rules make of the old page, so only the provider's own edits count."""
+    current = fingerprint(page.decl)
+    if state.version_id is None or (state.fingerprint == current and not force):
+        return state
+    text = reextracted(store, page, state)
+    if text is None:  # nothing to extract again: adopt the rules as they are
+        store.set_fingerprint(state.version_id, current)
+        return state
+    for phrase in page.decl.expect:
+        if phrase.lower() not in text.lower():
+            log.warning(
+                "page %s: expect phrase %r is not in the page (under the current rules)",
+                page.id,
+                phrase,
+            )
+    if text == state.text:
+        store.set_fingerprint(state.version_id, current)
+        return state
+    assert state.text is not None
+    reason = (
+        "technical: the page's declaration or the extractor changed; "
+        "the stored page was extracted again"
+    )
+    hunks = [hunk.to_json() for hunk in diff_blocks(state.text, text)]
+    change = NewChange(
+        kind="technical", severity="noise", summary=reason, reasons=[reason], terms=[], diff=hunks
+    )
+    store.record_technical(page.id, text, current, at or utcnow(), change)
+    log.info("page %s: technical version after a declaration change", page.id)
+    return store.page_state(page.id)
 
 
 class Observer:

@@ -847,6 +847,42 @@ def demo() -> None:
     run_demo(out.print, show)
 
 
+@targets.command("reextract")
+@click.argument("ids", nargs=-1)
+@targets_option
+@db_option
+def targets_reextract(ids: tuple[str, ...], targets_dir: Path, db_url: str) -> None:
+    """Extract the stored pages again with the current rules (after editing select, remove
+    or ignore, or after an upgrade), storing technical versions where the text moves.
+    Nothing is fetched and nothing is alerted."""
+    from monitor.check import rebaseline
+
+    pages = load_pages(targets_dir, ids)
+    store = open_store(db_url)
+    table = Table(title="extracted again", title_justify="left")
+    for column in ("page", "result"):
+        table.add_column(column)
+    moved = 0
+    for page in pages:
+        before = store.page_state(page.id)
+        if before.version_id is None:
+            table.add_row(page.id, "[dim]never checked[/dim]")
+            continue
+        after = rebaseline(store, page, before, force=True)
+        if after.version_id != before.version_id:
+            moved += 1
+            table.add_row(
+                page.id, f"[yellow]text moved[/yellow]: technical version {after.version_id}"
+            )
+        elif store.capture_of(before.version_id) is None:
+            table.add_row(page.id, "[dim]no stored capture[/dim]")
+        else:
+            table.add_row(page.id, "unchanged")
+    store.close()
+    out.print(table)
+    out.print(f"{moved} of {len(pages)} page(s) read differently under the current rules")
+
+
 @main.group()
 def db() -> None:
     """The store itself: copy it to another database."""

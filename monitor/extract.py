@@ -8,12 +8,19 @@ keep their text followed by their normalised target in angle brackets.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import unicodedata
+import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from bs4 import BeautifulSoup, Comment, NavigableString, PageElement, Tag
+
+if TYPE_CHECKING:
+    from monitor.targets import PageDecl
 
 EXTRACTOR_VERSION = "1"
 
@@ -391,3 +398,24 @@ def _control_text(tag: Tag) -> str:
     if kind in ("submit", "button"):
         return normalise_text(str(tag.get("value", ""))) or label
     return label
+
+
+def fingerprint(decl: PageDecl) -> str:
+    """Everything that shapes a page's text: its extraction rules, fetch mode and this
+    extractor's version. A different fingerprint means the same page may read differently."""
+    rules = {
+        "select": decl.select,
+        "remove": list(decl.remove),
+        "ignore": list(decl.ignore),
+        "fetch": decl.fetch,
+        "extractor": EXTRACTOR_VERSION,
+    }
+    return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def compress(html: str) -> bytes:
+    return zlib.compress(html.encode(), 6)
+
+
+def decompress(capture: bytes) -> str:
+    return zlib.decompress(capture).decode()

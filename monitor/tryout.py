@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.check import Observer
-from monitor.extract import extract
+from monitor.check import Observer, reextracted
+from monitor.extract import extract, fingerprint
 from monitor.fetch import Fetcher
 from monitor.store import Store
 from monitor.targets import Page, PageDecl
@@ -67,7 +67,10 @@ def history_warnings(pages: list[Page], store: Store) -> list[str]:
         state = store.page_state(page.id)
         if state.text is None:
             continue
-        lowered = state.text.lower()
+        current = state.text
+        if state.fingerprint != fingerprint(page.decl):  # the rules changed: read it anew
+            current = reextracted(store, page, state) or current
+        lowered = current.lower()
         for phrase in page.decl.expect:
             if phrase.lower() not in lowered:
                 warnings.append(

@@ -7,6 +7,7 @@ the whole check or none of it.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Engine, create_engine, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -61,6 +62,7 @@ class PageState:
     last_mode: str | None
     last_outcome: str | None
     consecutive_failures: int
+    fingerprint: str | None = None  # of the rules that produced `text`
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class CheckRecord:
     error: str | None = None
     change: NewChange | None = None
     deliveries: tuple[tuple[str, str], ...] = ()  # (destination key, label) for the change
+    fingerprint: str | None = None  # of the rules that produced `text`
+    capture: bytes | None = None  # the raw page `text` came from, compressed
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,29 @@ class RecordedCheck:
     check_id: int
     version_id: int | None
     change_id: int | None
+
+
+CAPTURES_KEPT = int(os.environ.get("MONITOR_CAPTURES_KEPT", "10"))
+
+
+def _prune_captures(session: Session, page_id: str, keep: int) -> None:
+    """Keep the raw captures of a page's latest versions only (and always of `keep`)."""
+    recent = (
+        select(VersionRow.id)
+        .where(VersionRow.page_id == page_id)
+        .order_by(VersionRow.last_seen.desc(), VersionRow.id.desc())
+        .limit(CAPTURES_KEPT)
+    )
+    session.execute(
+        update(VersionRow)
+        .where(
+            VersionRow.page_id == page_id,
+            VersionRow.id != keep,
+            VersionRow.capture.is_not(None),
+            VersionRow.id.not_in(recent.scalar_subquery()),
+        )
+        .values(capture=None)
+    )
 
 
 def redact_url(url: str) -> str:
@@ -212,6 +239,7 @@ class Store:
                 last_mode=row.last_mode,
                 last_outcome=row.last_outcome,
                 consecutive_failures=row.consecutive_failures,
+                fingerprint=version.fingerprint if version else None,
             )
 
     def record_check(self, record: CheckRecord) -> RecordedCheck:
@@ -295,6 +323,10 @@ class Store:
         else:
             version.last_seen = record.started_at
             version.final_url = record.final_url or version.final_url
+        version.fingerprint = record.fingerprint or version.fingerprint
+        if record.capture is not None:
+            version.capture = record.capture
+            _prune_captures(session, record.page_id, keep=version.id)
         return version
 
     # -- reading -------------------------------------------------------------------------
@@ -327,6 +359,58 @@ class Store:
     def change(self, change_id: int) -> ChangeRow | None:
         with self.session() as session:
             return session.get(ChangeRow, change_id)
+
+    def capture_of(self, version_id: int) -> bytes | None:
+        """The compressed raw page a version was extracted from, if it is still kept."""
+        with self.session() as session:
+            return session.scalar(select(VersionRow.capture).where(VersionRow.id == version_id))
+
+    def set_fingerprint(self, version_id: int, fingerprint: str) -> None:
+        with self.session() as session:
+            version = session.get(VersionRow, version_id)
+            if version is not None:
+                version.fingerprint = fingerprint
+
+    def record_technical(
+        self, page_id: str, text: str, fingerprint: str, at: datetime, change: NewChange
+    ) -> int:
+        """A technical version: the stored page extracted again with the current rules. It
+        becomes the page's current version, with a change that is never alerted."""
+        with self.session() as session:
+            page = session.get(PageRow, page_id, with_for_update=True)
+            if page is None or page.current_version_id is None:
+                raise StoreError(f"page {page_id!r} has no version to extract again")
+            previous = session.get(VersionRow, page.current_version_id)
+            assert previous is not None
+            record = CheckRecord(
+                page_id,
+                at,
+                0,
+                "technical",
+                fetch_mode=previous.fetch_mode,
+                status=previous.status,
+                text=text,
+                final_url=previous.final_url,
+                fingerprint=fingerprint,
+                capture=previous.capture,
+            )
+            version = self._upsert_version(session, record)
+            session.add(
+                ChangeRow(
+                    page_id=page_id,
+                    kind=change.kind,
+                    severity=change.severity,
+                    from_version_id=previous.id,
+                    to_version_id=version.id,
+                    detected_at=at,
+                    summary=change.summary,
+                    reasons=change.reasons,
+                    terms=change.terms,
+                    diff=change.diff,
+                )
+            )
+            page.current_version_id = version.id
+            return version.id
 
     def version(self, version_id: int | None) -> VersionRow | None:
         if version_id is None:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -96,6 +97,11 @@ class VersionRow(Base):
     fetch_mode: Mapped[str] = mapped_column(String(16))
     final_url: Mapped[str] = mapped_column(Text)
     status: Mapped[int] = mapped_column(Integer)
+    # What shaped the text (the page's rules and the extractor), and the raw page it was
+    # extracted from (zlib-compressed, kept for the latest versions), so that the text can
+    # be extracted again after a declaration edit instead of alerting on it.
+    fingerprint: Mapped[str | None] = mapped_column(String(32))
+    capture: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class ChangeRow(Base):
