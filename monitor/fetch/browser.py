@@ -103,16 +103,30 @@ class BrowserPool:
                 if self.choice.endpoint:
                     self._browser = await _connect(chromium, self.choice.endpoint, self.timeout)
                 else:
-                    self._browser = await chromium.launch(
-                        executable_path=self.choice.executable,
-                        args=list(CHROMIUM_FLAGS),
-                        timeout=self.timeout * 1000,
-                    )
+                    self._browser = await self._launch(chromium)
             except Exception as exc:
                 raise BrowserUnavailable(
                     f"cannot start {self.choice.describe()}: {str(exc).splitlines()[0]}"
                 ) from exc
             return self._browser
+
+    async def _launch(self, chromium: Any) -> Any:
+        """Start Chromium; a start that fails (a busy machine can make the first one die)
+        is tried once more."""
+        assert self.choice is not None
+        for attempt in (1, 2):
+            try:
+                return await chromium.launch(
+                    executable_path=self.choice.executable,
+                    args=list(CHROMIUM_FLAGS),
+                    timeout=self.timeout * 1000,
+                )
+            except Exception:
+                if attempt == 2:
+                    raise
+                log.warning("Chromium did not start; trying once more")
+                await asyncio.sleep(1)
+        raise AssertionError("unreachable")
 
     async def fetch(self, url: str, *, wait_for: str | None = None) -> Capture:
         """Render a page in a fresh context. A browser that crashed (before or during the
