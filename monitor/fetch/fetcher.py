@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from monitor.fetch import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, Capture, FetchMode
+from monitor import auth
+from monitor.fetch import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, Capture, FetchError, FetchMode
 from monitor.fetch.browser import BrowserPool
 from monitor.fetch.http import HttpFetcher
 from monitor.targets import Page
@@ -32,6 +33,26 @@ class Fetcher:
         await self.browser.close()
 
     async def fetch(self, page: Page, mode: FetchMode) -> Capture:
+        decl = page.decl
+        if decl.auth:
+            return await self._fetch_signed_in(page, decl.auth)
         if mode == "browser":
-            return await self.browser.fetch(page.url, wait_for=page.decl.wait_for)
+            return await self.browser.fetch(page.url, wait_for=decl.wait_for, steps=decl.steps)
         return await self.http.fetch(page.url)
+
+    async def _fetch_signed_in(self, page: Page, name: str) -> Capture:
+        """A page behind a login: always the browser, from the saved session and nothing else."""
+        state = auth.state_path(name)
+        if not state.is_file():
+            raise FetchError(
+                f"no saved session {name!r}: run `monitor auth save {name}`",
+                "browser",
+                mode="browser",
+            )
+        capture = await self.browser.fetch(
+            page.url, wait_for=page.decl.wait_for, steps=page.decl.steps, storage_state=state
+        )
+        auth.check_plain_http(page.url, capture.final_url)
+        if auth.session_expired(capture, page.url, page.decl.logged_in):
+            raise auth.expired_error(name, capture)
+        return capture
