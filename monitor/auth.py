@@ -10,8 +10,10 @@ import json
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from bs4 import BeautifulSoup
@@ -114,3 +116,41 @@ def check_plain_http(url: str, final_url: str) -> None:
             "redirect",
             mode="browser",
         )
+
+
+async def save_session(
+    name: str,
+    login_url: str,
+    *,
+    done_selector: str | None,
+    headless: bool,
+    timeout: float,
+    act: Callable[[Any], Awaitable[None]] | None = None,
+) -> Path:
+    """Open the login page, let the person (or `act`, in tests) log in, then save the state.
+
+    Done when `done_selector` appears, or, without one, when the person closes the window.
+    """
+    from playwright.async_api import async_playwright
+
+    from monitor.fetch.browser import CHROMIUM_FLAGS, choose_browser
+
+    target = state_path(name)
+    async with async_playwright() as playwright:
+        choice = choose_browser(playwright.chromium.executable_path)
+        browser = await playwright.chromium.launch(
+            executable_path=choice.executable, args=list(CHROMIUM_FLAGS), headless=headless
+        )
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            await page.goto(login_url, timeout=timeout * 1000)
+            if act is not None:
+                await act(page)
+            if done_selector:
+                await page.wait_for_selector(done_selector, timeout=timeout * 1000)
+            else:
+                await page.wait_for_event("close", timeout=0)
+            return write_state(target.stem, await context.storage_state())
+        finally:
+            await browser.close()

@@ -11,7 +11,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,8 +120,13 @@ class BrowserPool:
         wait_for: str | None = None,
         steps: Sequence[Step] = (),
         storage_state: Path | None = None,
+        on_landing: Callable[[Capture], None] | None = None,
     ) -> Capture:
-        """Render `url`; with `storage_state` the context starts from that saved session only."""
+        """Render `url`; with `storage_state` the context starts from that saved session only.
+
+        `on_landing` sees the page as loaded, before any step, and may raise FetchError (a
+        login screen where the settings should be).
+        """
         async with self._slots:
             browser = await self._ensure()
             context = await browser.new_context(
@@ -133,7 +138,7 @@ class BrowserPool:
             )
             try:
                 return await asyncio.wait_for(
-                    self._render(context, url, wait_for, steps), timeout=self.timeout
+                    self._render(context, url, wait_for, steps, on_landing), timeout=self.timeout
                 )
             except TimeoutError:
                 raise FetchError(
@@ -143,7 +148,12 @@ class BrowserPool:
                 await _quietly(context.close())
 
     async def _render(
-        self, context: Any, url: str, wait_for: str | None, steps: Sequence[Step]
+        self,
+        context: Any,
+        url: str,
+        wait_for: str | None,
+        steps: Sequence[Step],
+        on_landing: Callable[[Capture], None] | None,
     ) -> Capture:
         from playwright.async_api import Error as PlaywrightError
 
@@ -176,17 +186,22 @@ class BrowserPool:
                 ) from None
         else:
             await _quietly(page.wait_for_load_state("networkidle", timeout=min(timeout_ms, 5000)))
+
+        async def snapshot() -> Capture:
+            return Capture(
+                url=url,
+                final_url=page.url,
+                status=status,
+                html=await page.content(),
+                mode="browser",
+                elapsed_ms=round((time.perf_counter() - started) * 1000),
+                redirects=chain,
+            )
+
+        if on_landing:
+            on_landing(await snapshot())
         await run_steps(page, steps, timeout_ms)
-        html = await page.content()
-        return Capture(
-            url=url,
-            final_url=page.url,
-            status=status,
-            html=html,
-            mode="browser",
-            elapsed_ms=round((time.perf_counter() - started) * 1000),
-            redirects=chain,
-        )
+        return await snapshot()
 
     async def close(self) -> None:
         if self._browser is not None:

@@ -49,10 +49,16 @@ class Fetcher:
                 "browser",
                 mode="browser",
             )
-        capture = await self.browser.fetch(
-            page.url, wait_for=page.decl.wait_for, steps=page.decl.steps, storage_state=state
+
+        def on_landing(landed: Capture) -> None:
+            auth.check_plain_http(page.url, landed.final_url)
+            if auth.session_expired(landed, page.url, page.decl.logged_in):
+                raise auth.expired_error(name, landed)
+
+        return await self.browser.fetch(
+            page.url,
+            wait_for=page.decl.wait_for,
+            steps=page.decl.steps,
+            storage_state=state,
+            on_landing=on_landing,
         )
-        auth.check_plain_http(page.url, capture.final_url)
-        if auth.session_expired(capture, page.url, page.decl.logged_in):
-            raise auth.expired_error(name, capture)
-        return capture
