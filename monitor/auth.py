@@ -131,6 +131,7 @@ async def save_session(
 
     Done when `done_selector` appears, or, without one, when the person closes the window.
     """
+    from playwright.async_api import Error as PlaywrightError
     from playwright.async_api import async_playwright
 
     from monitor.fetch.browser import CHROMIUM_FLAGS, choose_browser
@@ -144,13 +145,17 @@ async def save_session(
         try:
             context = await browser.new_context()
             page = await context.new_page()
-            await page.goto(login_url, timeout=timeout * 1000)
-            if act is not None:
-                await act(page)
-            if done_selector:
-                await page.wait_for_selector(done_selector, timeout=timeout * 1000)
-            else:
-                await page.wait_for_event("close", timeout=0)
+            try:
+                await page.goto(login_url, timeout=timeout * 1000)
+                if act is not None:
+                    await act(page)
+                if done_selector:
+                    await page.wait_for_selector(done_selector, timeout=timeout * 1000)
+                else:
+                    await page.wait_for_event("close", timeout=0)
+            except PlaywrightError as exc:
+                first_line = str(exc).splitlines()[0][:200]
+                raise AuthError(f"{login_url}: nothing saved ({first_line})") from None
             return write_state(target.stem, await context.storage_state())
         finally:
             await browser.close()
