@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from monitor import logs
+from monitor import auth, logs
 from monitor.check import Checker, CheckResult
 from monitor.fetch import DEFAULT_TIMEOUT, Fetcher
 from monitor.notify import SENDING_LEASE, DestinationError, Notifier, load_destinations
@@ -947,3 +947,67 @@ def _change_json(change: Any) -> dict[str, Any]:
         "to_version_id": change.to_version_id,
         "diff": change.diff,
     }
+
+
+@main.group("auth")
+def auth_group() -> None:
+    """Saved browser sessions for settings pages behind a login (contents never shown)."""
+
+
+@auth_group.command("save")
+@click.argument("name")
+@click.option("--url", "login_url", required=True, help="The provider's login page.")
+@click.option(
+    "--wait-for",
+    "done_selector",
+    help="CSS selector that appears once logged in; without it, close the window when done.",
+)
+@click.option("--headless", is_flag=True, help="No visible window (needs --wait-for).")
+@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(1, 3600))
+def auth_save(
+    name: str, login_url: str, done_selector: str | None, headless: bool, timeout: float
+) -> None:
+    """Open a browser at LOGIN_URL, log in with a test account, and save the session as NAME."""
+    if headless and not done_selector:
+        _fail("--headless needs --wait-for: nobody can close an invisible window")
+    try:
+        path = asyncio.run(
+            auth.save_session(
+                name, login_url, done_selector=done_selector, headless=headless, timeout=timeout
+            )
+        )
+    except auth.AuthError as exc:
+        _fail(str(exc))
+    out.print(f"saved session {name!r} to {path} (owner-only)")
+
+
+@auth_group.command("import")
+@click.argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def auth_import(name: str, file: Path) -> None:
+    """Take a Playwright storage-state FILE exported elsewhere and save it as NAME."""
+    try:
+        path = auth.import_state(name, file)
+    except auth.AuthError as exc:
+        _fail(str(exc))
+    out.print(f"imported session {name!r} to {path} (owner-only)")
+
+
+@auth_group.command("list")
+@targets_option
+@json_option
+def auth_list(targets_dir: Path, as_json: bool) -> None:
+    """Saved sessions: name, age and the pages that use them."""
+    pages_by_auth: dict[str, list[str]] = {}
+    if targets_dir.is_dir():
+        for page in load_pages(targets_dir):
+            if page.decl.auth:
+                pages_by_auth.setdefault(page.decl.auth, []).append(page.id)
+    for session in auth.list_sessions(pages_by_auth):
+        saved = session.age_seconds >= 0
+        if as_json:
+            age = round(session.age_seconds) if saved else None
+            print(json.dumps({"name": session.name, "age_seconds": age, "pages": session.pages}))
+        else:
+            age_text = f"{session.age_seconds / 3600:.1f}h old" if saved else "NOT SAVED"
+            out.print(f"{session.name}  {age_text}  pages: {', '.join(session.pages) or '-'}")

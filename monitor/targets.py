@@ -98,6 +98,7 @@ class PageDecl(_Strict):
     guide: NonEmpty | None = None
     notify: tuple[NonEmpty, ...] = ()
     auth: NonEmpty | None = None
+    logged_in: NonEmpty | None = None
     steps: tuple[Step, ...] = ()
 
     @field_validator("url")
@@ -118,7 +119,7 @@ class PageDecl(_Strict):
                 raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from exc
         return patterns
 
-    @field_validator("select", "wait_for")
+    @field_validator("select", "wait_for", "logged_in")
     @classmethod
     def _selector(cls, value: str | None) -> str | None:
         if value is not None:

@@ -12,12 +12,14 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from monitor.fetch import USER_AGENT, Capture, FetchError
 from monitor.fetch.http import status_reason
+from monitor.targets import Step
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +130,19 @@ class BrowserPool:
                 await asyncio.sleep(1)
         raise AssertionError("unreachable")
 
-    async def fetch(self, url: str, *, wait_for: str | None = None) -> Capture:
+    async def fetch(
+        self,
+        url: str,
+        *,
+        wait_for: str | None = None,
+        steps: Sequence[Step] = (),
+        storage_state: Path | None = None,
+        on_landing: Callable[[Capture], None] | None = None,
+    ) -> Capture:
         """Render a page in a fresh context. A browser that crashed (before or during the
-        check) is started again and the check retried once."""
+        check) is started again and the check retried once. With `storage_state` the context
+        starts from that saved session only; `on_landing` sees the page as loaded, before any
+        step, and may raise FetchError (a login screen where the settings should be)."""
         from playwright.async_api import Error as PlaywrightError
 
         async with self._slots:
@@ -140,7 +152,9 @@ class BrowserPool:
                 except BrowserUnavailable as exc:
                     raise FetchError(str(exc), "browser", mode="browser") from None
                 try:
-                    return await self._fetch_in(browser, url, wait_for)
+                    return await self._fetch_in(
+                        browser, url, wait_for, steps, storage_state, on_landing
+                    )
                 except (PlaywrightError, FetchError) as exc:
                     if browser.is_connected() or attempt == 2:
                         if isinstance(exc, FetchError):
@@ -152,8 +166,17 @@ class BrowserPool:
                     log.warning("the browser went away during a check of %s; restarting it", url)
             raise AssertionError("unreachable")
 
-    async def _fetch_in(self, browser: Any, url: str, wait_for: str | None) -> Capture:
+    async def _fetch_in(
+        self,
+        browser: Any,
+        url: str,
+        wait_for: str | None,
+        steps: Sequence[Step],
+        storage_state: Path | None,
+        on_landing: Callable[[Capture], None] | None,
+    ) -> Capture:
         context = await browser.new_context(
+            storage_state=str(storage_state) if storage_state else None,
             user_agent=f"{USER_AGENT} Chromium",
             accept_downloads=False,
             service_workers="block",
@@ -161,7 +184,7 @@ class BrowserPool:
         )
         try:
             return await asyncio.wait_for(
-                self._render(context, url, wait_for), timeout=self.timeout
+                self._render(context, url, wait_for, steps, on_landing), timeout=self.timeout
             )
         except TimeoutError:
             raise FetchError(
@@ -170,7 +193,14 @@ class BrowserPool:
         finally:
             await _quietly(context.close())
 
-    async def _render(self, context: Any, url: str, wait_for: str | None) -> Capture:
+    async def _render(
+        self,
+        context: Any,
+        url: str,
+        wait_for: str | None,
+        steps: Sequence[Step],
+        on_landing: Callable[[Capture], None] | None,
+    ) -> Capture:
         from playwright.async_api import Error as PlaywrightError
 
         started = time.perf_counter()
@@ -202,16 +232,22 @@ class BrowserPool:
                 ) from None
         else:
             await _quietly(page.wait_for_load_state("networkidle", timeout=min(timeout_ms, 5000)))
-        html = await page.content()
-        return Capture(
-            url=url,
-            final_url=page.url,
-            status=status,
-            html=html,
-            mode="browser",
-            elapsed_ms=round((time.perf_counter() - started) * 1000),
-            redirects=chain,
-        )
+
+        async def snapshot() -> Capture:
+            return Capture(
+                url=url,
+                final_url=page.url,
+                status=status,
+                html=await page.content(),
+                mode="browser",
+                elapsed_ms=round((time.perf_counter() - started) * 1000),
+                redirects=chain,
+            )
+
+        if on_landing:
+            on_landing(await snapshot())
+        await run_steps(page, steps, timeout_ms)
+        return await snapshot()
 
     async def close(self) -> None:
         if self._browser is not None:
@@ -220,6 +256,57 @@ class BrowserPool:
         if self._playwright is not None:
             await _quietly(self._playwright.stop())
             self._playwright = None
+
+
+async def run_steps(page: Any, steps: Sequence[Step], default_timeout_ms: float) -> None:
+    """Play the declared actions in order; a failure names the step's number and selector."""
+    from playwright.async_api import Error as PlaywrightError
+
+    for number, step in enumerate(steps, start=1):
+        timeout_ms = step.timeout * 1000 if step.timeout else default_timeout_ms
+        try:
+            if step.click:
+                await page.click(step.click, timeout=timeout_ms)
+            elif step.fill:
+                value = os.environ.get(step.fill.env)
+                if value is None:
+                    raise FetchError(
+                        f"step {number} (fill {step.fill.selector!r}): "
+                        f"environment variable {step.fill.env} is not set",
+                        "browser",
+                        mode="browser",
+                    )
+                await page.fill(step.fill.selector, value, timeout=timeout_ms)
+            elif step.press:
+                await page.keyboard.press(step.press)
+            elif step.wait_for:
+                await page.wait_for_selector(step.wait_for, state="attached", timeout=timeout_ms)
+            elif step.select_option:
+                option = step.select_option
+                choice = {"value": option.value} if option.value else {"label": option.label}
+                await page.select_option(option.selector, timeout=timeout_ms, **choice)
+        except PlaywrightError as exc:
+            raise FetchError(
+                f"step {number} ({_describe(step)}) failed: {str(exc).splitlines()[0][:160]}",
+                "browser",
+                final_url=page.url,
+                mode="browser",
+            ) from None
+    if steps:
+        await _quietly(page.wait_for_load_state("networkidle", timeout=2000))
+
+
+def _describe(step: Step) -> str:
+    if step.click:
+        return f"click {step.click!r}"
+    if step.fill:
+        return f"fill {step.fill.selector!r}"
+    if step.press:
+        return f"press {step.press!r}"
+    if step.wait_for:
+        return f"wait_for {step.wait_for!r}"
+    assert step.select_option
+    return f"select_option {step.select_option.selector!r}"
 
 
 async def _connect(chromium: Any, endpoint: str, timeout: float) -> Any:

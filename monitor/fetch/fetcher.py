@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from monitor.fetch import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, Capture, FetchMode
+from monitor import auth
+from monitor.fetch import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, Capture, FetchError, FetchMode
 from monitor.fetch.browser import BrowserPool
 from monitor.fetch.http import HttpFetcher
 from monitor.targets import Page
@@ -48,8 +49,11 @@ class Fetcher:
     async def fetch(self, page: Page, mode: FetchMode) -> Capture:
         if self.host_gap:
             await self._polite(urlsplit(page.url).netloc)
+        decl = page.decl
+        if decl.auth:
+            return await self._fetch_signed_in(page, decl.auth)
         if mode == "browser":
-            return await self.browser.fetch(page.url, wait_for=page.decl.wait_for)
+            return await self.browser.fetch(page.url, wait_for=decl.wait_for, steps=decl.steps)
         return await self.http.fetch(page.url)
 
     async def _polite(self, host: str) -> None:
@@ -60,3 +64,26 @@ class Fetcher:
             if wait > 0:
                 await asyncio.sleep(wait)
             turn.last = time.monotonic()
+
+    async def _fetch_signed_in(self, page: Page, name: str) -> Capture:
+        """A page behind a login: always the browser, from the saved session and nothing else."""
+        state = auth.state_path(name)
+        if not state.is_file():
+            raise FetchError(
+                f"no saved session {name!r}: run `monitor auth save {name}`",
+                "browser",
+                mode="browser",
+            )
+
+        def on_landing(landed: Capture) -> None:
+            auth.check_plain_http(page.url, landed.final_url)
+            if auth.session_expired(landed, page.url, page.decl.logged_in):
+                raise auth.expired_error(name, landed)
+
+        return await self.browser.fetch(
+            page.url,
+            wait_for=page.decl.wait_for,
+            steps=page.decl.steps,
+            storage_state=state,
+            on_landing=on_landing,
+        )
