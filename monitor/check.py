@@ -85,7 +85,7 @@ class PageFailure(Exception):
         """The reason as a change names it: what the page does now."""
         if self.status and self.status >= 400:
             return f"page now answers {self.status}"
-        if "matches nothing" in self.reason:
+        if "matches nothing" in self.reason or self.reason.startswith("session expired"):
             return self.reason
         return f"page cannot be reached: {self.reason}"
 
