@@ -39,8 +39,8 @@ from monitor.targets import Page
 log = logging.getLogger(__name__)
 
 Status = Literal["first", "unchanged", "changed", "error"]
-# Names the destinations (key, label) that want a change of a page at a severity.
-Router = Callable[[Page, str], tuple[tuple[str, str], ...]]
+# Names the destinations (key, label, when due) that want a change of a page at a severity.
+Router = Callable[[Page, str], tuple[tuple[str, str, datetime], ...]]
 # A page returning to a text it showed within this window is an A/B variant, not news.
 VARIANT_WINDOW = timedelta(days=14)
 VARIANT_REASON = "returned to an earlier variant"

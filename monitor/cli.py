@@ -467,6 +467,7 @@ def status(targets_dir: Path, db_url: str, as_json: bool) -> None:
     pages = load_pages(targets_dir)
     store = open_store(db_url)
     rows = {row.id: row for row in store.pages()}
+    undelivered = outbox.open_by_page(store)
     now = utcnow()
     report = []
     for page in pages:
@@ -487,6 +488,7 @@ def status(targets_dir: Path, db_url: str, as_json: bool) -> None:
                 "consecutive_failures": row.consecutive_failures if row else 0,
                 "error": row.last_error if row else None,
                 "running": running,
+                "pending_deliveries": undelivered.get(page.id, 0),
             }
         )
     if as_json:
@@ -494,7 +496,16 @@ def status(targets_dir: Path, db_url: str, as_json: bool) -> None:
             print(json.dumps(entry))
         return
     table = Table(title=f"{len(pages)} page(s)", title_justify="left")
-    for column in ("page", "last check (UTC)", "outcome", "next due (UTC)", "failures", "note"):
+    columns = (
+        "page",
+        "last check (UTC)",
+        "outcome",
+        "next due (UTC)",
+        "failures",
+        "alerts due",
+        "note",
+    )
+    for column in columns:
         table.add_column(column, overflow="fold")
     for entry in report:
         note = "running" if entry["running"] else (entry["error"] or "")
@@ -505,6 +516,7 @@ def status(targets_dir: Path, db_url: str, as_json: bool) -> None:
             entry["outcome"] or "-",
             f"[red]{due}[/]" if entry["overdue"] else due,
             str(entry["consecutive_failures"] or ""),
+            str(entry["pending_deliveries"] or ""),
             note,
         )
     out.print(table)

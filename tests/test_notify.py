@@ -394,3 +394,35 @@ def test_labels_never_show_tokens() -> None:
             destination.scrub(f"error talking to {next(iter(urls))} with {secret}").count(secret)
             == 0
         )
+
+
+def test_minor_changes_wait_for_the_daily_digest(
+    site: Site, watched: dict, hooks: Hooks, tmp_path: Path
+) -> None:
+    from monitor.store import Store
+    from monitor.store.models import DeliveryRow
+
+    hooks.up()
+    config = tmp_path / "apprise.yaml"
+    config.write_text(
+        json.dumps({"urls": [{f"json://127.0.0.1:{hooks.port}/digest": [{"tag": "digest"}]}]})
+    )
+    check(watched, str(config))
+    site.page("/training", guide_page("new and resumed", "Contact our friendly team."))  # minor
+    first = check(watched, str(config))
+    assert json.loads(first.stdout)["severity"] == "minor" and "alerts: 0 sent" in first.stderr
+    [row] = [
+        json.loads(line)
+        for line in monitor("deliveries", "--json", "--db", watched["db"]).stdout.splitlines()
+    ]
+    assert row["state"] == "pending" and row["next_attempt_at"].endswith("T00:00:00+00:00")
+    site.page("/training", guide_page("new", "Contact our friendly team."))  # relevant: at once
+    assert "alerts: 1 sent" in check(watched, str(config)).stderr
+    store = Store(watched["db"])
+    with store.session() as session:  # midnight came
+        session.query(DeliveryRow).filter(DeliveryRow.state == "pending").update(
+            {"next_attempt_at": DeliveryRow.created_at}
+        )
+    store.close()
+    assert "alerts: 1 sent" in check(watched, str(config)).stderr
+    assert len(hooks.received) == 2 and "[minor]" in hooks.received[1][1]["title"]

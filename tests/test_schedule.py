@@ -172,6 +172,7 @@ def test_health_metrics_and_status(site: Site, targets_dir: Path, tmp_path: Path
         rows = [json.loads(line) for line in status.stdout.splitlines()]
         assert {row["outcome"] for row in rows} == {"first"}
         assert all(not row["overdue"] and row["next_due"] for row in rows)
+        assert all(row["pending_deliveries"] == 0 for row in rows)
         assert daemon.stop() == 0
     entry = daemon.wait_for("page page-0: first")
     assert entry["level"] == "info" and entry["status"] == "first" and entry["page"] == "page-0"

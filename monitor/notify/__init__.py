@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import apprise
 
@@ -65,11 +65,12 @@ class Notifier:
         self.pages = {page.id: page for page in pages or []}
         self.sending_lease = sending_lease
 
-    def route(self, page: Page, severity: str) -> tuple[tuple[str, str], ...]:
-        """(key, label) of every destination that wants a change of this page and severity."""
-        return tuple(
-            (d.key, d.label) for d in self.destinations.values() if d.wants(severity, page.all_tags)
-        )
+    def route(self, page: Page, severity: str) -> tuple[tuple[str, str, datetime], ...]:
+        """(key, label, when due) of every destination that wants a change of this page and
+        severity."""
+        now = utcnow()
+        routed = ((d, d.due(severity, page.all_tags, now)) for d in self.destinations.values())
+        return tuple((d.key, d.label, due) for d, due in routed if due is not None)
 
     def flush(self, store: Store) -> FlushReport:
         """Send every due delivery of the configured destinations; record each outcome."""

@@ -3,6 +3,7 @@
 Routing uses Apprise's own tags. A destination's tags may hold:
 - `min-minor`, `min-relevant`, `min-critical`: the least severity it wants (default
   `relevant`; `noise` is never sent);
+- `digest`: also `minor` changes, gathered into one message a day (after midnight UTC);
 - any other tag: a topic. A destination with topics only gets the changes of pages whose
   provider `tags` or page `notify` tags share one of them; one without topics gets all.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -20,6 +22,7 @@ import apprise
 from monitor.compare import severity_rank
 
 DEFAULT_MIN_SEVERITY = "relevant"
+DIGEST_HOUR = 0  # UTC: minor changes for `digest` destinations go out after midnight
 _MIN_TAG = re.compile(r"^min-(minor|relevant|critical)$")
 
 
@@ -57,12 +60,21 @@ class Destination:
     apprise: apprise.Apprise = field(compare=False, repr=False)
     min_severity: str = DEFAULT_MIN_SEVERITY
     topics: frozenset[str] = frozenset()
+    digest: bool = False  # also `minor` changes, gathered in one message a day
     secrets: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
-    def wants(self, severity: str, page_tags: tuple[str, ...]) -> bool:
-        if severity == "noise" or severity_rank(severity) < severity_rank(self.min_severity):
-            return False
-        return not self.topics or bool(self.topics & set(page_tags))
+    def due(self, severity: str, page_tags: tuple[str, ...], now: datetime) -> datetime | None:
+        """When this destination wants a change sent: now, at the next daily digest (a
+        `minor` change to a destination tagged `digest`), or never (None)."""
+        if severity == "noise" or (self.topics and not self.topics & set(page_tags)):
+            return None
+        if severity_rank(severity) >= severity_rank(self.min_severity):
+            return now
+        if self.digest and severity == "minor":
+            return (now + timedelta(days=1)).replace(
+                hour=DIGEST_HOUR, minute=0, second=0, microsecond=0
+            )
+        return None
 
     @property
     def body_format(self) -> str:
@@ -91,7 +103,8 @@ def _destination(server: apprise.plugins.NotifyBase, given: str = "") -> Destina
         label=redact(server.url(privacy=True)),  # Apprise masks the tokens it knows of
         apprise=single,
         min_severity=min(levels, key=severity_rank) if levels else DEFAULT_MIN_SEVERITY,
-        topics=frozenset(tag for tag in tags if not _MIN_TAG.match(tag)),
+        topics=frozenset(tag for tag in tags if not _MIN_TAG.match(tag) and tag != "digest"),
+        digest="digest" in tags,
         secrets=tuple(sorted({*secrets_of(url), *secrets_of(given)}, key=len, reverse=True)),
     )
 

@@ -89,7 +89,7 @@ class CheckRecord:
     final_url: str | None = None
     error: str | None = None
     change: NewChange | None = None
-    deliveries: tuple[tuple[str, str], ...] = ()  # (destination key, label) for the change
+    deliveries: tuple[tuple[str, str, datetime], ...] = ()  # (destination key, label, due)
     fingerprint: str | None = None  # of the rules that produced `text`
     capture: bytes | None = None  # the raw page `text` came from, compressed
 

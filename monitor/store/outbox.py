@@ -24,10 +24,14 @@ BACKOFF_MAX = timedelta(hours=6)
 
 
 def add(
-    session: Session, change_id: int, destinations: Iterable[tuple[str, str]], now: datetime
+    session: Session,
+    change_id: int,
+    destinations: Iterable[tuple[str, str, datetime]],
+    now: datetime,
 ) -> None:
-    """Pending deliveries of a change, inside the transaction that records the change."""
-    for key, label in destinations:
+    """Pending deliveries of a change, inside the transaction that records the change; each
+    becomes due at its own time (now, or a digest's)."""
+    for key, label, due in destinations:
         session.add(
             DeliveryRow(
                 change_id=change_id,
@@ -36,7 +40,7 @@ def add(
                 state="pending",
                 attempts=0,
                 created_at=now,
-                next_attempt_at=now,
+                next_attempt_at=due,
             )
         )
 
@@ -133,3 +137,15 @@ def count_open(store: Store) -> int:
             )
             or 0
         )
+
+
+def open_by_page(store: Store) -> dict[str, int]:
+    """Undelivered alerts (pending, sending or failed) per page."""
+    with store.session() as session:
+        rows = session.execute(
+            select(ChangeRow.page_id, func.count())
+            .join(DeliveryRow, DeliveryRow.change_id == ChangeRow.id)
+            .where(DeliveryRow.state.in_(("pending", "sending", "failed")))
+            .group_by(ChangeRow.page_id)
+        )
+        return {page_id: count for page_id, count in rows}
