@@ -66,6 +66,36 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )
 
 
+def fetch_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """How many checks and browser pages at once, and how long a fetch may take."""
+    options = (
+        click.option(
+            "--concurrency",
+            default=8,
+            show_default=True,
+            type=click.IntRange(1, 256),
+            help="Checks running at the same time.",
+        ),
+        click.option(
+            "--browser-pages",
+            default=4,
+            show_default=True,
+            type=click.IntRange(1, 64),
+            help="Browser pages open at the same time (one Chromium is shared).",
+        ),
+        click.option(
+            "--timeout",
+            default=DEFAULT_TIMEOUT,
+            show_default=True,
+            type=click.FloatRange(1, 600),
+            help="Seconds allowed for one fetch.",
+        ),
+    )
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def notify_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("--no-notify", is_flag=True, help="Record changes but send no alert.")(func)
     return click.option(
@@ -136,27 +166,7 @@ def main(verbose: int, log_format: str) -> None:
 @targets_option
 @db_option
 @json_option
-@click.option(
-    "--concurrency",
-    default=8,
-    show_default=True,
-    type=click.IntRange(1, 256),
-    help="Pages checked at the same time.",
-)
-@click.option(
-    "--browser-pages",
-    default=4,
-    show_default=True,
-    type=click.IntRange(1, 64),
-    help="Browser pages open at the same time (one Chromium is shared).",
-)
-@click.option(
-    "--timeout",
-    default=DEFAULT_TIMEOUT,
-    show_default=True,
-    type=click.FloatRange(1, 600),
-    help="Seconds allowed for one fetch.",
-)
+@fetch_options
 @click.option(
     "--retry-delay",
     default=2.0,
@@ -286,27 +296,7 @@ def _address(value: str) -> tuple[str, int] | None:
 @main.command()
 @targets_option
 @db_option
-@click.option(
-    "--concurrency",
-    default=8,
-    show_default=True,
-    type=click.IntRange(1, 256),
-    help="Checks running at the same time.",
-)
-@click.option(
-    "--browser-pages",
-    default=4,
-    show_default=True,
-    type=click.IntRange(1, 64),
-    help="Browser pages open at the same time (one Chromium is shared).",
-)
-@click.option(
-    "--timeout",
-    default=DEFAULT_TIMEOUT,
-    show_default=True,
-    type=click.FloatRange(1, 600),
-    help="Seconds allowed for one fetch.",
-)
+@fetch_options
 @click.option(
     "--grace",
     default=30.0,
