@@ -12,7 +12,6 @@ Chromium). Writes bench/results/daemon_busy.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from check_now import tree_pss_kb
 from daemon_idle import RESULTS, pss_mb
 
 PARAGRAPH = (
@@ -61,27 +61,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
-
-
-def tree(pid: int) -> list[int]:
-    """The process and all its descendants (children are listed per thread that forked them)."""
-    found, frontier = [pid], [pid]
-    while frontier:
-        parent = frontier.pop()
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            for listing in Path(f"/proc/{parent}/task").glob("*/children"):
-                kids = [int(p) for p in listing.read_text().split()]
-                found += kids
-                frontier += kids
-    return found
-
-
-def tree_pss_mb(pid: int) -> float:
-    total = 0.0
-    for member in tree(pid):
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += pss_mb(member)
-    return total
 
 
 def main() -> None:
@@ -132,7 +111,7 @@ def main() -> None:
             if process.poll() is not None:
                 raise SystemExit("monitor run exited early")
             peak_daemon = max(peak_daemon, pss_mb(process.pid))
-            peak_total = max(peak_total, tree_pss_mb(process.pid))
+            peak_total = max(peak_total, tree_pss_kb(process.pid) / 1024)
             time.sleep(0.5)
         with urllib.request.urlopen(f"http://127.0.0.1:{args.port}/metrics") as reply:
             checks = sum(
