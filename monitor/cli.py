@@ -16,10 +16,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from monitor.check import Checker, CheckResult
-from monitor.fetch import DEFAULT_TIMEOUT, Fetcher
+from monitor.fetch import DEFAULT_TIMEOUT, Fetcher, FetchError
 from monitor.render import render_change, severity_text
 from monitor.store import DEFAULT_DB, Store, StoreError
+from monitor.target_health import stored_warnings
 from monitor.targets import Page, TargetError, load_targets, select_pages
+from monitor.tryout import Tryout, page_to_try, render_tryout, try_page
 
 EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE = 0, 1, 2
 
@@ -362,11 +364,88 @@ def targets_list(targets_dir: Path, as_json: bool) -> None:
 
 @targets.command("validate")
 @targets_option
-def targets_validate(targets_dir: Path) -> None:
-    """Check the target files; exit 2 with every problem named when one is invalid."""
+@click.option(
+    "--db",
+    "db_url",
+    envvar="MONITOR_DB",
+    default=None,
+    help="Store to read for warnings (MONITOR_DB; default: the default store if it exists).",
+)
+def targets_validate(targets_dir: Path, db_url: str | None) -> None:
+    """Check the target files; exit 2 with every problem named when one is invalid.
+
+    With a store, also warn about `expect` phrases missing from the last stored version and
+    selectors that matched nothing at the last check (warnings keep the exit status 0).
+    """
     pages = load_pages(targets_dir)
     files = {page.source for page in pages}
     out.print(f"ok: {len(pages)} page(s) in {len(files)} file(s)")
+    if db_url is None and Path(DEFAULT_DB.removeprefix("sqlite:///")).is_file():
+        db_url = DEFAULT_DB
+    if db_url is None:
+        return
+    try:
+        store = Store(db_url)
+    except StoreError as exc:
+        err.print(f"[yellow]warning:[/yellow] no stored history read: {exc}", markup=True)
+        return
+    try:
+        warnings = stored_warnings(store, pages)
+    finally:
+        store.close()
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
+    if warnings:
+        err.print(f"{len(warnings)} warning(s) from the stored history")
+
+
+@targets.command("try")
+@click.argument("id_or_url")
+@targets_option
+@json_option
+@click.option("--fetch", type=click.Choice(["auto", "http", "browser"]), help="Fetch mode.")
+@click.option("--select", help="CSS selector of the part that counts (replaces the declared).")
+@click.option("--remove", multiple=True, help="CSS selector to drop (repeatable).")
+@click.option("--ignore", multiple=True, help="Regex whose matches never count (repeatable).")
+@click.option("--wait-for", help="CSS selector the browser waits for.")
+@click.option("--watch", multiple=True, help="Extra opt-out term (repeatable).")
+@click.option("--expect", multiple=True, help="Phrase a guide relies on (repeatable).")
+@click.option(
+    "--timeout",
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(1, 600),
+    help="Seconds allowed for the fetch.",
+)
+def targets_try(
+    id_or_url: str, targets_dir: Path, as_json: bool, timeout: float, **overrides: Any
+) -> None:
+    """Fetch a declared page (or any URL) once and show what the declaration makes of it.
+
+    Shows the extracted text, what select/remove/ignore took away, the opt-out terms and
+    `expect` phrases found. Options replace the declared rules, to try a change before
+    writing it down. Nothing is stored. Exit 1 when the page cannot be fetched or its
+    select matches nothing, 2 on a usage or target-file error.
+    """
+    pages = [] if "://" in id_or_url else load_pages(targets_dir)
+    try:
+        page = page_to_try(pages, id_or_url, overrides, targets_dir)
+    except TargetError as exc:
+        _fail(exc.problems[0])
+    try:
+        result = asyncio.run(_try_once(page, timeout))
+    except FetchError as exc:
+        _fail(f"{page.url}: {exc.reason}", EXIT_UNCHECKED)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        out.print(render_tryout(result))
+    sys.exit(EXIT_UNCHECKED if result.inspection.select_missing else EXIT_OK)
+
+
+async def _try_once(page: Page, timeout: float) -> Tryout:
+    async with Fetcher(timeout=timeout, browser_pages=1) as fetcher:
+        return await try_page(page, fetcher)
 
 
 @main.command()
