@@ -9,6 +9,7 @@ stored.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -157,7 +158,7 @@ async def try_page(page: Page, fetcher: Fetcher) -> Tryout:
     use_browser = decl.fetch == "browser" or (decl.fetch == "auto" and bool(decl.wait_for))
     mode: FetchMode = "browser" if use_browser else "http"
     capture = await fetcher.fetch(page, mode)
-    inspection = inspect_html(capture.html, capture.final_url, decl)
+    inspection = await asyncio.to_thread(inspect_html, capture.html, capture.final_url, decl)
     note = f"fetch: {decl.fetch}"
     if decl.fetch == "auto" and mode == "http":
         why = (
@@ -169,7 +170,9 @@ async def try_page(page: Page, fetcher: Fetcher) -> Tryout:
         )
         if why:
             capture = await fetcher.fetch(page, "browser")
-            inspection = inspect_html(capture.html, capture.final_url, decl)
+            inspection = await asyncio.to_thread(
+                inspect_html, capture.html, capture.final_url, decl
+            )
             note = f"fetch: auto used the browser because {why}; consider fetch: browser"
         else:
             note = "fetch: auto got the text over HTTP; fetch: http would do"
