@@ -17,6 +17,7 @@ from rich.table import Table
 
 from monitor.check import Checker, CheckResult
 from monitor.fetch import DEFAULT_TIMEOUT, Fetcher, FetchError
+from monitor.fetch.install import BrowserUnavailable
 from monitor.render import render_change, severity_text
 from monitor.store import DEFAULT_DB, Store, StoreError
 from monitor.target_health import stored_warnings
@@ -434,8 +435,8 @@ def targets_try(
         _fail(exc.problems[0])
     try:
         result = asyncio.run(_try_once(page, timeout))
-    except FetchError as exc:
-        _fail(f"{page.url}: {exc.reason}", EXIT_UNCHECKED)
+    except (FetchError, BrowserUnavailable) as exc:
+        _fail(f"{page.url}: {exc}", EXIT_UNCHECKED)
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
     else:
