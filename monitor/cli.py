@@ -19,12 +19,15 @@ from rich.table import Table
 
 from monitor import auth, logs
 from monitor.check import Checker, CheckResult
-from monitor.fetch import DEFAULT_TIMEOUT, Fetcher
+from monitor.fetch import DEFAULT_TIMEOUT, Fetcher, FetchError
+from monitor.fetch.install import BrowserUnavailable
 from monitor.notify import SENDING_LEASE, DestinationError, Notifier, load_destinations
 from monitor.render import render_change, severity_text
 from monitor.store import DEFAULT_DB, Store, StoreError, outbox, redact_url
 from monitor.store.models import utcnow
+from monitor.target_health import stored_warnings
 from monitor.targets import Page, TargetError, load_targets, select_pages
+from monitor.tryout import Tryout, page_to_try, render_tryout, try_page
 
 EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE = 0, 1, 2
 
@@ -748,34 +751,52 @@ def targets_list(targets_dir: Path, as_json: bool) -> None:
 
 @targets.command("validate")
 @targets_option
-@db_option
-def targets_validate(targets_dir: Path, db_url: str) -> None:
+@click.option(
+    "--db",
+    "db_url",
+    envvar="MONITOR_DB",
+    default=None,
+    help="Store to read for warnings (MONITOR_DB; default: the default store if it exists).",
+)
+def targets_validate(targets_dir: Path, db_url: str | None) -> None:
     """Check the target files; exit 2 with every problem named when one is invalid.
 
-    With a store (--db, or the default one when it exists), also warn about `expect` phrases
-    missing from the last stored version and selectors that matched nothing last time."""
+    With a store, also warn about `expect` phrases missing from the last stored version and
+    selectors that matched nothing at the last check (warnings keep the exit status 0).
+    """
     pages = load_pages(targets_dir)
     files = {page.source for page in pages}
     out.print(f"ok: {len(pages)} page(s) in {len(files)} file(s)")
-    if _store_exists(db_url):
-        from monitor.tryout import history_warnings
-
-        store = open_store(db_url)
-        for warning in history_warnings(pages, store):
-            err.print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
+    if db_url is None and Path(DEFAULT_DB.removeprefix("sqlite:///")).is_file():
+        db_url = DEFAULT_DB
+    if db_url is None:
+        return
+    try:
+        store = Store(db_url)
+    except StoreError as exc:
+        err.print(f"[yellow]warning:[/yellow] no stored history read: {exc}", markup=True)
+        return
+    try:
+        warnings = stored_warnings(store, pages)
+    finally:
         store.close()
-
-
-def _store_exists(db_url: str) -> bool:
-    """A SQLite file that is not there yet is no history (and is not created by a look)."""
-    if not db_url.startswith("sqlite:///"):
-        return True
-    return Path(db_url.removeprefix("sqlite:///")).is_file()
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
+    if warnings:
+        err.print(f"{len(warnings)} warning(s) from the stored history")
 
 
 @targets.command("try")
-@click.argument("target")
+@click.argument("id_or_url")
 @targets_option
+@json_option
+@click.option("--fetch", type=click.Choice(["auto", "http", "browser"]), help="Fetch mode.")
+@click.option("--select", help="CSS selector of the part that counts (replaces the declared).")
+@click.option("--remove", multiple=True, help="CSS selector to drop (repeatable).")
+@click.option("--ignore", multiple=True, help="Regex whose matches never count (repeatable).")
+@click.option("--wait-for", help="CSS selector the browser waits for.")
+@click.option("--watch", multiple=True, help="Extra opt-out term (repeatable).")
+@click.option("--expect", multiple=True, help="Phrase a guide relies on (repeatable).")
 @click.option(
     "--timeout",
     default=DEFAULT_TIMEOUT,
@@ -783,39 +804,35 @@ def _store_exists(db_url: str) -> bool:
     type=click.FloatRange(1, 600),
     help="Seconds allowed for the fetch.",
 )
-@click.option("--show-dropped", is_flag=True, help="Also list every block the rules took away.")
-def targets_try(target: str, targets_dir: Path, timeout: float, show_dropped: bool) -> None:
-    """Fetch a declared page (by ID) or any URL once and show what the monitor would see:
-    the extracted text, what select/remove/ignore took away, the opt-out terms and `expect`
-    phrases found. Nothing is stored."""
-    from monitor.check import PageFailure
-    from monitor.tryout import adhoc_page, try_page
+def targets_try(
+    id_or_url: str, targets_dir: Path, as_json: bool, timeout: float, **overrides: Any
+) -> None:
+    """Fetch a declared page (or any URL) once and show what the declaration makes of it.
 
-    if "://" in target:
-        page = adhoc_page(target)
-    else:
-        [page] = load_pages(targets_dir, (target,))
+    Shows the extracted text, what select/remove/ignore took away, the opt-out terms and
+    `expect` phrases found. Options replace the declared rules, to try a change before
+    writing it down. Nothing is stored. Exit 1 when the page cannot be fetched or its
+    select matches nothing, 2 on a usage or target-file error.
+    """
+    pages = [] if "://" in id_or_url else load_pages(targets_dir)
     try:
-        result = asyncio.run(try_page(page, timeout=timeout))
-    except PageFailure as failure:
-        _fail(f"{page.url}: {failure.reason}", EXIT_UNCHECKED)
-    out.print(f"[bold]{page.label}[/bold]  {result.final_url}  (fetched by {result.fetch_mode})")
-    out.rule("extracted text")
-    out.print(result.text or "[dim](empty)[/dim]", markup=False)
-    out.rule()
-    out.print(
-        f"{len(result.text.splitlines())} block(s) kept, {len(result.dropped)} taken away "
-        "by select/remove/ignore and the chrome filter"
-    )
-    if show_dropped:
-        for line in result.dropped:
-            out.print(f"  [dim]- {line}[/dim]", highlight=False)
-    out.print(f"opt-out terms: {', '.join(result.terms) or 'none'}")
-    for phrase in result.expect_found:
-        out.print(f"[green]expect found[/green]    {phrase!r}")
-    for phrase in result.expect_missing:
-        out.print(f"[red]expect missing[/red]  {phrase!r}")
-    sys.exit(EXIT_UNCHECKED if result.expect_missing else EXIT_OK)
+        page = page_to_try(pages, id_or_url, overrides, targets_dir)
+    except TargetError as exc:
+        _fail(exc.problems[0])
+    try:
+        result = asyncio.run(_try_once(page, timeout))
+    except (FetchError, BrowserUnavailable) as exc:
+        _fail(f"{page.url}: {exc}", EXIT_UNCHECKED)
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        out.print(render_tryout(result))
+    sys.exit(EXIT_UNCHECKED if result.inspection.select_missing else EXIT_OK)
+
+
+async def _try_once(page: Page, timeout: float) -> Tryout:
+    async with Fetcher(timeout=timeout, browser_pages=1) as fetcher:
+        return await try_page(page, fetcher)
 
 
 @main.command()
