@@ -24,7 +24,7 @@ from monitor.fetch.install import BrowserUnavailable
 from monitor.notify import SENDING_LEASE, DestinationError, Notifier, load_destinations
 from monitor.render import render_change, severity_text
 from monitor.store import DEFAULT_DB, Store, StoreError, outbox, redact_url
-from monitor.store.models import utcnow
+from monitor.store.models import iso, utcnow
 from monitor.target_health import stored_warnings
 from monitor.targets import Page, TargetError, load_targets, select_pages
 from monitor.tryout import Tryout, page_to_try, render_tryout, try_page
@@ -474,9 +474,9 @@ def status(targets_dir: Path, db_url: str, as_json: bool) -> None:
             {
                 "target": page.id,
                 "provider": page.provider,
-                "last_check": _iso(last),
+                "last_check": iso(last),
                 "outcome": row.last_outcome if row else None,
-                "next_due": _iso(due),
+                "next_due": iso(due),
                 "overdue": bool(due and due < now),
                 "consecutive_failures": row.consecutive_failures if row else 0,
                 "error": row.last_error if row else None,
@@ -540,26 +540,26 @@ def history(page_id: str, db_url: str, as_json: bool, limit: int) -> None:
                         "provider": page.provider,
                         "url": page.url,
                         "title": page.title,
-                        "last_checked_at": _iso(page.last_checked_at),
+                        "last_checked_at": iso(page.last_checked_at),
                         "last_outcome": page.last_outcome,
                         "consecutive_failures": page.consecutive_failures,
                     },
                     "versions": [
                         {
                             "id": v.id,
-                            "first_seen": _iso(v.first_seen),
-                            "last_seen": _iso(v.last_seen),
+                            "first_seen": iso(v.first_seen),
+                            "last_seen": iso(v.last_seen),
                             "blocks": len(v.text.splitlines()),
                             "fetch": v.fetch_mode,
                             "final_url": v.final_url,
                         }
                         for v in versions
                     ],
-                    "changes": [_change_json(c) for c in changes],
+                    "changes": [{**c.to_json(), "diff": c.diff} for c in changes],
                     "checks": [
                         {
                             "id": c.id,
-                            "started_at": _iso(c.started_at),
+                            "started_at": iso(c.started_at),
                             "outcome": c.outcome,
                             "duration_ms": c.duration_ms,
                             "error": c.error,
@@ -625,7 +625,7 @@ def diff(change_id: int, db_url: str, as_json: bool) -> None:
     page = store.page(change.page_id)
     assert page is not None
     if as_json:
-        print(json.dumps(_change_json(change), indent=2))
+        print(json.dumps({**change.to_json(), "diff": change.diff}, indent=2))
         return
     out.print(render_change(change, page.title or page.id, page.url))
 
@@ -681,8 +681,8 @@ def deliveries(db_url: str, as_json: bool, show_all: bool, resend: int | None) -
                         "destination": delivery.label,
                         "state": delivery.state,
                         "attempts": delivery.attempts,
-                        "next_attempt_at": _iso(delivery.next_attempt_at),
-                        "sent_at": _iso(delivery.sent_at),
+                        "next_attempt_at": iso(delivery.next_attempt_at),
+                        "sent_at": iso(delivery.sent_at),
                         "last_error": delivery.last_error,
                     }
                 )
@@ -944,28 +944,8 @@ def db_copy(source_url: str, dest_url: str) -> None:
     )
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value else None
-
-
 def _when(value: Any) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S}" if value else "never"
-
-
-def _change_json(change: Any) -> dict[str, Any]:
-    return {
-        "id": change.id,
-        "page_id": change.page_id,
-        "kind": change.kind,
-        "severity": change.severity,
-        "detected_at": _iso(change.detected_at),
-        "summary": change.summary,
-        "reasons": change.reasons,
-        "terms": change.terms,
-        "from_version_id": change.from_version_id,
-        "to_version_id": change.to_version_id,
-        "diff": change.diff,
-    }
 
 
 @main.group("auth")

@@ -52,6 +52,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -122,6 +126,26 @@ class ChangeRow(Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reviewed_by: Mapped[str | None] = mapped_column(String(200))
     review_note: Mapped[str | None] = mapped_column(Text)
+
+    def to_json(self) -> dict[str, Any]:
+        """What the change is, how bad, why, and whether someone has looked at it (the
+        JSON shared by the command line and the web API)."""
+        return {
+            "id": self.id,
+            "page_id": self.page_id,
+            "kind": self.kind,
+            "severity": self.severity,
+            "detected_at": iso(self.detected_at),
+            "summary": self.summary,
+            "reasons": self.reasons,
+            "terms": self.terms,
+            "from_version_id": self.from_version_id,
+            "to_version_id": self.to_version_id,
+            "reviewed": self.reviewed_at is not None,
+            "reviewed_at": iso(self.reviewed_at),
+            "reviewed_by": self.reviewed_by,
+            "review_note": self.review_note,
+        }
 
 
 class CheckRow(Base):

@@ -127,18 +127,6 @@ def listing(store: Store, states: tuple[str, ...]) -> list[tuple[DeliveryRow, Ch
         return [(delivery, change) for delivery, change in rows]
 
 
-def count_open(store: Store) -> int:
-    with store.session() as session:
-        return (
-            session.scalar(
-                select(func.count())
-                .select_from(DeliveryRow)
-                .where(DeliveryRow.state.in_(("pending", "sending", "failed")))
-            )
-            or 0
-        )
-
-
 def open_by_page(store: Store) -> dict[str, int]:
     """Undelivered alerts (pending, sending or failed) per page."""
     with store.session() as session:

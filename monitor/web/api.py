@@ -14,11 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from monitor.store.models import ChangeRow, PageRow
+from monitor.store.models import ChangeRow, PageRow, iso
 from monitor.web import queries
 from monitor.web.auth import WriteRefused, bearer
 from monitor.web.diffview import missing_phrases
-from monitor.web.filters import iso
 from monitor.web.openapi import OPENAPI
 from monitor.web.params import parse_filter
 
@@ -31,24 +30,8 @@ def _site(request: Request) -> Site:
 
 
 def change_json(change: ChangeRow, site: Site, request: Request) -> dict[str, Any]:
-    """A change as listed: what, how bad, why, and whether someone has looked at it."""
-    return {
-        "id": change.id,
-        "page_id": change.page_id,
-        "kind": change.kind,
-        "severity": change.severity,
-        "detected_at": iso(change.detected_at),
-        "summary": change.summary,
-        "reasons": change.reasons,
-        "terms": change.terms,
-        "from_version_id": change.from_version_id,
-        "to_version_id": change.to_version_id,
-        "reviewed": change.reviewed_at is not None,
-        "reviewed_at": iso(change.reviewed_at),
-        "reviewed_by": change.reviewed_by,
-        "review_note": change.review_note,
-        "url": site.public_url(request, f"/changes/{change.id}"),
-    }
+    """A change as listed, with its address on this site."""
+    return {**change.to_json(), "url": site.public_url(request, f"/changes/{change.id}")}
 
 
 def page_json(summary: queries.PageSummary, site: Site, request: Request) -> dict[str, Any]:

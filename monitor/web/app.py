@@ -25,11 +25,12 @@ from starlette.staticfiles import StaticFiles
 
 from monitor.compare import SEVERITIES
 from monitor.store import Store
+from monitor.store.models import iso
 from monitor.web import api, atom, queries
 from monitor.web.auth import WriteAccess, WriteRefused
 from monitor.web.declarations import Declarations
 from monitor.web.diffview import diff_view, missing_phrases, text_view
-from monitor.web.filters import iso, query, safe_href, when
+from monitor.web.filters import query, safe_href, when
 from monitor.web.params import filter_params, parse_filter
 
 SECURITY_HEADERS = {

@@ -10,8 +10,8 @@ from xml.etree import ElementTree as ET
 from starlette.requests import Request
 from starlette.responses import Response
 
+from monitor.store.models import iso
 from monitor.web import queries
-from monitor.web.filters import iso
 
 ATOM = "http://www.w3.org/2005/Atom"
 ENTRIES = 50

@@ -10,10 +10,6 @@ def when(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M} UTC" if value else "never"
 
 
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
 def safe_href(url: str | None) -> str | None:
     """Only http(s) URLs become links: a stored `javascript:` URL must never be clickable."""
     if not url:
