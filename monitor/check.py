@@ -94,6 +94,12 @@ class PageFailure(Exception):
 class Observation:
     capture: Capture
     extraction: Extraction
+    raw_hash: str  # of the raw page the text was read from
+
+
+def raw_hash(capture: Capture) -> str:
+    """What the text of a fetch depends on besides the page's rules: its raw page and URL."""
+    return content_hash(f"{capture.final_url}\n{capture.html}")
 
 
 def _first_line(exc: SQLAlchemyError) -> str:
@@ -209,7 +215,7 @@ class Checker:
         worked = state.text is not None and state.last_outcome != "error"
         note = None
         try:
-            observation = await self.observer.observe(page, state.last_mode, retry=worked)
+            observation = await self.observer.observe(page, state, retry=worked)
             record, note = await self._judge(page, state, observation, started_at, started)
         except PageFailure as failure:
             record = CheckRecord(
@@ -268,7 +274,8 @@ class Checker:
             if _differs(state, observation) and assessment.severity != "noise":
                 await asyncio.sleep(self.confirm_delay)  # churn alone is not worth a second fetch
                 try:
-                    second = await self.observer.observe(page, observation.capture.mode)
+                    again = replace(state, last_mode=observation.capture.mode)
+                    second = await self.observer.observe(page, again)
                 except PageFailure:
                     second = observation
                 if not recovering and not _differs(state, second):
@@ -304,7 +311,10 @@ class Checker:
             final_url=capture.final_url,
             change=change,
             fingerprint=fingerprint(page.decl) if stored else None,
-            capture=compress(capture.html) if stored else None,
+            capture=compress(capture.html) if stored and not capture.not_modified else None,
+            raw_hash=observation.raw_hash,
+            etag=capture.etag,
+            last_modified=capture.last_modified,
         )
         return record, note
 
@@ -409,23 +419,24 @@ class Observer:
         self.retry_delay = retry_delay
 
     async def observe(
-        self, page: Page, last_mode: str | None = None, *, retry: bool = False
+        self, page: Page, known: PageState | None = None, *, retry: bool = False
     ) -> Observation:
         """Fetch and extract, choosing the browser for `auto` pages whose text needs scripts
-        (`last_mode`: the mode that worked last time). With `retry`, a failure is tried once
-        more before it is raised."""
+        (`known`: the page's state, with the mode that worked last time). With `retry`, a
+        failure is tried once more before it is raised."""
         mode: FetchMode
         if page.decl.fetch == "auto":
+            last_mode = known.last_mode if known else None
             mode = "browser" if last_mode == "browser" or page.decl.wait_for else "http"
         else:
             mode = page.decl.fetch
         try:
-            observation = await self._observe(page, mode)
+            observation = await self._observe(page, mode, known)
         except PageFailure:
             if not retry:
                 raise
             await asyncio.sleep(self.retry_delay)
-            observation = await self._observe(page, mode)
+            observation = await self._observe(page, mode, known)
         if (
             page.decl.fetch == "auto"
             and mode == "http"
@@ -436,12 +447,25 @@ class Observer:
             raise PageFailure(f'select "{page.decl.select}" matches nothing', mode=mode)
         return observation
 
-    async def _observe(self, page: Page, mode: FetchMode) -> Observation | None:
-        """None when `select` matched nothing (the caller decides whether a browser helps)."""
+    async def _observe(
+        self, page: Page, mode: FetchMode, known: PageState | None = None
+    ) -> Observation | None:
+        """None when `select` matched nothing (the caller decides whether a browser helps).
+        A page whose raw bytes are those of the last fetch (or that the server says has not
+        changed) is not read again: its text is the known one."""
+        last = known if known is not None and known.text is not None else None
         try:
-            capture = await self.fetcher.fetch(page, mode)
+            capture = await self.fetcher.fetch(
+                page,
+                mode,
+                etag=last.etag if last else None,
+                last_modified=last.last_modified if last else None,
+            )
         except FetchError as exc:
             raise PageFailure(exc.reason, status=exc.status, mode=exc.mode) from None
+        digest = last.raw_hash if last and capture.not_modified else raw_hash(capture)
+        if last and last.text is not None and digest and digest == last.raw_hash:
+            return Observation(capture, Extraction(last.text), digest)
         try:
             extraction = await asyncio.to_thread(
                 extract,
@@ -453,4 +477,4 @@ class Observer:
             )
         except SelectorMissing:
             return None
-        return Observation(capture, extraction)
+        return Observation(capture, extraction, digest)

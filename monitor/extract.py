@@ -13,6 +13,7 @@ import json
 import re
 import unicodedata
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -24,36 +25,30 @@ if TYPE_CHECKING:
 
 EXTRACTOR_VERSION = "1"
 
-# Elements that never carry readable page text.
-_DROP_TAGS = (
-    "script",
-    "style",
-    "noscript",
-    "template",
-    "svg",
-    "canvas",
-    "iframe",
-    "object",
-    "embed",
-    "head",
-    "meta",
-    "link",
-    "audio",
-    "video",
-    "picture",
-    "img",
-    "map",
-    "dialog:not([open])",
+# Elements that never carry readable page text (and closed dialogs, below).
+_DROP_TAGS = frozenset(
+    {
+        "script",
+        "style",
+        "noscript",
+        "template",
+        "svg",
+        "canvas",
+        "iframe",
+        "object",
+        "embed",
+        "head",
+        "meta",
+        "link",
+        "audio",
+        "video",
+        "picture",
+        "img",
+        "map",
+    }
 )
-_HIDDEN = (
-    "[hidden]",
-    "[aria-hidden=true]",
-    "input[type=hidden]",
-    "[style*='display:none']",
-    "[style*='display: none']",
-    "[style*='visibility:hidden']",
-    "[style*='visibility: hidden']",
-)
+# Inline styles that hide an element, as pages write them.
+_HIDING_STYLES = ("display:none", "display: none", "visibility:hidden", "visibility: hidden")
 # Consent-manager banners and cookie notices (OneTrust, Cookiebot, TrustArc, Didomi,
 # Usercentrics, Quantcast, Osano, Termly, Klaro, generic cookie bars).
 _CONSENT = re.compile(
@@ -63,15 +58,8 @@ _CONSENT = re.compile(
     re.IGNORECASE,
 )
 # Site chrome dropped when the page declares no `select`.
-_CHROME = (
-    "nav",
-    "aside",
-    "[role=navigation]",
-    "[role=banner]",
-    "[role=contentinfo]",
-    "[role=search]",
-    "[role=complementary]",
-)
+_CHROME_TAGS = frozenset({"nav", "aside"})
+_CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "search", "complementary"})
 _BLOCKS = frozenset(
     {
         "address",
@@ -125,9 +113,10 @@ _HEADINGS = {f"h{level}": "#" * level for level in range(1, 7)}
 _TRACKING_PARAMS = re.compile(
     r"^(utm_\w+|gclid|fbclid|msclkid|mc_cid|mc_eid|_ga|_gl|ref_src|igshid)$"
 )
-_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
-_TYPOGRAPHY = str.maketrans(
+# Zero-width characters go; curly quotes and dashes become plain ones.
+_PLAIN = str.maketrans(
     {
+        **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad", None),
         "\u2018": "'",
         "\u2019": "'",
         "\u201a": "'",
@@ -149,7 +138,6 @@ _TYPOGRAPHY = str.maketrans(
         "\u2212": "-",
     }
 )
-_SPACES = re.compile(r"\s+")
 _JS_WALL = re.compile(
     r"(enable|turn on|requires?|need)\W+(your\s+)?javascript"
     r"|javascript\W+(is\s+)?(required|disabled)",
@@ -178,8 +166,9 @@ class Extraction:
 def normalise_text(text: str) -> str:
     """Unicode-normalise one block: NFKC, no zero-width characters, plain quotes and dashes,
     single spaces."""
-    text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_TYPOGRAPHY)
-    return _SPACES.sub(" ", text).strip()
+    if not text.isascii():  # all of these leave plain ASCII as it is
+        text = unicodedata.normalize("NFKC", text).translate(_PLAIN)
+    return " ".join(text.split())
 
 
 def normalise_url(href: str, base: str) -> str | None:
@@ -227,19 +216,15 @@ def extract(
         base_url = urljoin(base_url, str(base_tag["href"]))
     had_scripts = soup.find("script") is not None
     noscript_wall = any(_JS_WALL.search(tag.get_text(" ")) for tag in soup.find_all("noscript"))
-    for comment in soup.find_all(string=lambda s: isinstance(s, Comment)):
-        comment.extract()
-    _decompose(soup, ", ".join((*_DROP_TAGS, *_HIDDEN)))
-    for tag in soup.find_all(_is_consent_banner):
-        tag.decompose()
+    _decompose(_tags(soup, _never_read))
     for selector in remove:
-        _decompose(soup, selector)
+        _decompose(soup.select(selector))
     if select:
         roots = soup.select(select)
         if not roots:
             raise SelectorMissing(select)
     else:
-        _decompose(soup, ", ".join(_CHROME))
+        _decompose(_tags(soup, _is_chrome))
         for tag in soup.find_all(["header", "footer"]):
             if not tag.find_parent(["main", "article", "section"]):
                 tag.decompose()
@@ -254,18 +239,43 @@ def extract(
     return Extraction(text=text, script_wall=script_wall)
 
 
-def _decompose(soup: BeautifulSoup, selector: str) -> None:
-    for tag in soup.select(selector):
-        if not tag.decomposed:
+def _decompose(tags: Iterable[Tag]) -> None:
+    for tag in tags:
+        if not tag.decomposed:  # not already gone with an ancestor
             tag.decompose()
+
+
+def _tags(soup: BeautifulSoup, wanted: Callable[[Tag], bool]) -> list[Tag]:
+    """The elements `wanted` accepts (a plain walk: find_all's filters cost more)."""
+    return [node for node in soup.descendants if isinstance(node, Tag) and wanted(node)]
+
+
+def _never_read(tag: Tag) -> bool:
+    """Elements without readable text: scripts, media, hidden elements, closed dialogs and
+    consent banners. One pass of plain checks: CSS selectors cost several times more."""
+    name, attrs = tag.name, tag.attrs
+    if name in _DROP_TAGS or (name == "dialog" and "open" not in attrs):
+        return True
+    if not attrs:
+        return False
+    if "hidden" in attrs or attrs.get("aria-hidden") == "true":
+        return True
+    if name == "input" and str(attrs.get("type", "")).lower() == "hidden":
+        return True
+    style = attrs.get("style")
+    if style and any(hiding in style for hiding in _HIDING_STYLES):
+        return True
+    return _is_consent_banner(tag)
+
+
+def _is_chrome(tag: Tag) -> bool:
+    return tag.name in _CHROME_TAGS or tag.attrs.get("role") in _CHROME_ROLES
 
 
 def _is_consent_banner(tag: Tag) -> bool:
     if tag.name in ("html", "body", "main", "article"):
         return False
     attrs = tag.attrs
-    if not attrs:
-        return False
     ident = " ".join([str(attrs.get("id", "")), " ".join(attrs.get("class", []) or [])])
     return bool(ident.strip()) and _CONSENT.search(ident) is not None
 
@@ -278,7 +288,7 @@ def _apply_ignore(lines: list[str], patterns: tuple[str, ...]) -> list[str]:
     for line in lines:
         for regex in compiled:
             line = regex.sub(" ", line)
-        line = _SPACES.sub(" ", line).strip()
+        line = " ".join(line.split())
         if line and line not in ("-", "#") and line.strip("#- ") != "":
             kept.append(line)
     return kept
@@ -323,7 +333,8 @@ class _BlockWriter:
             if leaving is not None:
                 self._leave(node, leaving)  # type: ignore[arg-type]
             elif isinstance(node, NavigableString):
-                self._parts.append(str(node))
+                if not isinstance(node, Comment):
+                    self._parts.append(str(node))
             elif isinstance(node, Tag) and (state := self._enter(node)) is not None:
                 stack.append((node, state))
                 stack.extend((child, None) for child in reversed(node.contents))

@@ -63,9 +63,12 @@ def test_scripts_styles_hidden_consent_and_chrome_are_dropped() -> None:
         <p>Visible.</p><p hidden>Hidden attr.</p><p style="display: none">Hidden style.</p>
         <p aria-hidden="true">Icon</p><script>var x = "script text";</script>
         <template><p>template</p></template><noscript>noscript</noscript>
+        <dialog><p>Closed dialog.</p></dialog><dialog open><p>Open dialog.</p></dialog>
+        <p>Com<!-- a note -->ment.<input type="hidden" aria-label="token"></p>
+        <div role="navigation">Menu</div><p style="visibility:hidden">Invisible.</p>
       </article></main>
       <aside>Related</aside><footer>© 2026</footer></body></html>"""
-    assert text(html) == "# Kept title\nVisible."
+    assert text(html) == "# Kept title\nVisible.\nOpen dialog.\nComment."
 
 
 def test_select_remove_and_ignore() -> None:

@@ -207,3 +207,39 @@ def test_sigkill_at_random_points_leaves_a_consistent_store(
         assert store.count_checks(row.id) == recorded.get(row.id, 0) + 1  # nothing lost or doubled
         assert store.page_state(row.id).text.startswith("# K")
     store.close()
+
+
+KILL_AFTER_STATEMENT = """
+import os, sys
+from sqlalchemy import event
+from monitor.store import migrate, open_engine
+
+engine = open_engine(sys.argv[1])
+executed = 0
+
+@event.listens_for(engine, "after_cursor_execute")
+def count(*args):
+    global executed
+    executed += 1
+    if executed == int(sys.argv[2]):
+        os.kill(os.getpid(), 9)
+
+migrate(engine)
+print(executed)
+"""
+
+
+def test_a_store_killed_during_its_first_migration_still_opens(tmp_path: Path) -> None:
+    def migrate_until(url: str, statement: int) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", KILL_AFTER_STATEMENT, url, str(statement)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    total = int(migrate_until(f"sqlite:///{tmp_path / 'full.db'}", 0).stdout)
+    assert total > 10
+    for statement in range(2, total, max(1, total // 6)):
+        url = f"sqlite:///{tmp_path / f'killed-{statement}.db'}"
+        assert migrate_until(url, statement).returncode == -signal.SIGKILL
+        store = Store(url)  # the migration starts again from nothing
+        with store.engine.connect() as connection:
+            assert connection.scalar(text("SELECT version_num FROM alembic_version"))
+        store.close()

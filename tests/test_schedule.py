@@ -288,13 +288,13 @@ def test_three_instances_share_the_pages_once_per_interval(
         for daemon in running:
             daemon.wait_for("monitor run started")
         time.sleep(5 * interval)
+        stopping = time.time()
         for daemon in running:
             assert daemon.stop() == 0
-        ended = time.time()
     for n in range(6):
         times = check_times(postgres_url, f"page-{n}")
-        expected = 1 + (ended - times[0][0]) / interval  # from the page's first (staggered) check
-        assert expected - 1.5 <= len(times) <= expected + 0.5, (n, len(times), expected)
+        assert len(times) >= 4, (n, times)
+        assert stopping - times[-1][0] < 2 * interval, (n, stopping, times)  # checked to the end
         gaps = [b[0] - a[0] for a, b in itertools.pairwise(times)]
         assert min(gaps) > interval * 0.75, gaps  # never twice in one interval
         assert max(gaps) < interval * 2, gaps  # never an interval skipped

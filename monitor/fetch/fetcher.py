@@ -46,7 +46,16 @@ class Fetcher:
         await self.http.close()
         await self.browser.close()
 
-    async def fetch(self, page: Page, mode: FetchMode) -> Capture:
+    async def fetch(
+        self,
+        page: Page,
+        mode: FetchMode,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> Capture:
+        """Fetch by `mode`; the validators of the last fetch make an HTTP request
+        conditional (a browser always loads the page in full)."""
         if self.host_gap:
             await self._polite(urlsplit(page.url).netloc)
         decl = page.decl
@@ -54,7 +63,7 @@ class Fetcher:
             return await self._fetch_signed_in(page, decl.auth)
         if mode == "browser":
             return await self.browser.fetch(page.url, wait_for=decl.wait_for, steps=decl.steps)
-        return await self.http.fetch(page.url)
+        return await self.http.fetch(page.url, etag=etag, last_modified=last_modified)
 
     async def _polite(self, host: str) -> None:
         """Keep at least `host_gap` seconds between the starts of two requests to one host."""

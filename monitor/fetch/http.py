@@ -55,19 +55,43 @@ class HttpFetcher:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def fetch(self, url: str) -> Capture:
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> Capture:
+        """GET the page; with the validators of the last fetch, a page the server says is
+        unchanged comes back as a `not_modified` capture without a body."""
+        conditions = {
+            name: value
+            for name, value in (("If-None-Match", etag), ("If-Modified-Since", last_modified))
+            if value
+        }
         try:
-            return await asyncio.wait_for(self._fetch(url), timeout=self.timeout)
+            return await asyncio.wait_for(self._fetch(url, conditions), timeout=self.timeout)
         except TimeoutError:
             raise FetchError(f"timed out after {self.timeout:g}s", "timeout") from None
 
-    async def _fetch(self, url: str) -> Capture:
+    async def _fetch(self, url: str, conditions: dict[str, str]) -> Capture:
         started = time.perf_counter()
         chain: list[str] = []
         current = url
         while True:
             try:
-                async with self._client.stream("GET", current) as response:
+                async with self._client.stream("GET", current, headers=conditions) as response:
+                    if response.status_code == HTTPStatus.NOT_MODIFIED and conditions:
+                        return Capture(
+                            url=url,
+                            final_url=current,
+                            status=response.status_code,
+                            html="",
+                            mode="http",
+                            elapsed_ms=round((time.perf_counter() - started) * 1000),
+                            redirects=tuple(chain),
+                            etag=response.headers.get("etag", conditions.get("If-None-Match")),
+                            last_modified=response.headers.get(
+                                "last-modified", conditions.get("If-Modified-Since")
+                            ),
+                            not_modified=True,
+                        )
                     if response.is_redirect:
                         target = urljoin(current, response.headers.get("location", ""))
                         chain.append(current)

@@ -63,6 +63,9 @@ class PageState:
     last_outcome: str | None
     consecutive_failures: int
     fingerprint: str | None = None  # of the rules that produced `text`
+    raw_hash: str | None = None  # of the last raw page that showed `text`
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ class CheckRecord:
     deliveries: tuple[tuple[str, str, datetime], ...] = ()  # (destination key, label, due)
     fingerprint: str | None = None  # of the rules that produced `text`
     capture: bytes | None = None  # the raw page `text` came from, compressed
+    raw_hash: str | None = None  # of the raw page this check read
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,12 @@ def _prune_captures(session: Session, page_id: str, keep: int) -> None:
         )
         .values(capture=None)
     )
+
+
+def _forget_last_fetch(page: PageRow) -> None:
+    """After a rules change the last fetch's hash and validators no longer stand for the
+    current text (the next fetch is read in full)."""
+    page.raw_hash = page.etag = page.last_modified = None
 
 
 def redact_url(url: str) -> str:
@@ -170,6 +182,10 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
+        elif connection.dialect.name == "sqlite":
+            # sqlite3 runs DDL outside any transaction unless one is open: without this, a
+            # process killed mid-migration leaves tables behind and the store cannot start.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
@@ -240,6 +256,9 @@ class Store:
                 last_outcome=row.last_outcome,
                 consecutive_failures=row.consecutive_failures,
                 fingerprint=version.fingerprint if version else None,
+                raw_hash=row.raw_hash,
+                etag=row.etag,
+                last_modified=row.last_modified,
             )
 
     def record_check(self, record: CheckRecord) -> RecordedCheck:
@@ -295,6 +314,8 @@ class Store:
                 page.consecutive_failures = 0
                 page.failing_since = None
                 page.last_error = None
+                page.raw_hash = record.raw_hash
+                page.etag, page.last_modified = record.etag, record.last_modified
             session.flush()
             return RecordedCheck(check.id, version_id, change_id)
 
@@ -366,10 +387,14 @@ class Store:
             return session.scalar(select(VersionRow.capture).where(VersionRow.id == version_id))
 
     def set_fingerprint(self, version_id: int, fingerprint: str) -> None:
+        """New rules for the current version's text (which they read the same)."""
         with self.session() as session:
             version = session.get(VersionRow, version_id)
             if version is not None:
                 version.fingerprint = fingerprint
+                page = session.get(PageRow, version.page_id)
+                assert page is not None
+                _forget_last_fetch(page)
 
     def record_technical(
         self, page_id: str, text: str, fingerprint: str, at: datetime, change: NewChange
@@ -410,6 +435,7 @@ class Store:
                 )
             )
             page.current_version_id = version.id
+            _forget_last_fetch(page)
             return version.id
 
     def version(self, version_id: int | None) -> VersionRow | None:

@@ -82,6 +82,11 @@ class PageRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last fetch that showed the current text: a hash of its raw page and its HTTP
+    # validators, so that an unchanged page is known without reading it again.
+    raw_hash: Mapped[str | None] = mapped_column(String(64))
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
     # Scheduling across instances: when the page is next due, and who is checking it now.
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     lease_owner: Mapped[str | None] = mapped_column(String(100))
