@@ -1,16 +1,18 @@
 """Throughput and peak memory of `monitor check-now` over N local pages.
 
-Serves N realistic help-centre articles on 127.0.0.1 (half plain HTML, half built by scripts
-so they need the browser, unless --mode says otherwise), then runs `monitor check-now --json`
-twice in a fresh store: the first run stores every page, the second finds them unchanged.
-Prints a table and writes bench/results/check_now.json.
+Serves N realistic help-centre pages on 127.0.0.1 (50 to 500 KB each, mostly site chrome
+around 20 to 80 paragraphs of text; in browser mode each page is an empty shell that a
+script fills in), then runs `monitor check-now --json` twice in a fresh store: the first run
+stores every page, the second finds them unchanged. The server sends ETag and Last-Modified
+unless --no-validators. Prints a table and writes bench/results/check_now.json.
 
-    .venv/bin/python bench/check_now.py --pages 50 --mode mixed
+    .venv/bin/python bench/check_now.py --pages 50 --mode browser --concurrency 8
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -27,6 +29,7 @@ from typing import Any
 import yaml
 
 RESULTS = Path(__file__).parent / "results"
+RUNS = ("first run", "unchanged re-run")
 WORDS = (
     "your data personal information model training improve our models settings privacy "
     "conversations account delete retention consent opt out default plan team enterprise "
@@ -34,8 +37,34 @@ WORDS = (
 ).split(" ")
 
 
-def article(index: int, paragraphs: int, scripted: bool) -> str:
-    """A help-centre article of roughly paragraphs × 400 bytes, with site chrome around it."""
+def site_chrome(index: int, kilobytes: int) -> tuple[str, str]:
+    """What a help centre wraps around an article, none of it text a reader sees: an inline
+    style sheet (for the head), an icon sprite and the app's state as inline JSON (for the
+    end of the body), about `kilobytes` in all."""
+    if kilobytes <= 0:
+        return "", ""
+    rng = random.Random(-index)
+    rules = "".join(
+        f".c{n}{{margin:{n % 7}px;color:#{rng.randrange(16**6):06x};display:flex}}"
+        for n in range(kilobytes * 4)
+    )
+    icons = "".join(  # a sprite of 60 icons, whatever the page's size
+        f"<symbol id='i{n}' viewBox='0 0 24 24'><path d='M{n} 2L{n + 3} 9Z'/></symbol>"
+        for n in range(60)
+    )
+    titles = [{"id": n, "title": " ".join(rng.choices(WORDS, k=6))} for n in range(kilobytes * 7)]
+    state = json.dumps({"articles": titles})
+    tail = (
+        f"<svg style='display:none'>{icons}</svg>"
+        f"<script id='__APP_STATE__' type='application/json'>{state}</script>"
+    )
+    return f"<style>{rules}</style>", tail
+
+
+def article(index: int, paragraphs: int, scripted: bool, *, chrome_kb: int = 0) -> str:
+    """A help-centre article of roughly paragraphs × 400 bytes of text, with a navigation
+    bar and a cookie banner around it, and `chrome_kb` more of styles, icons and inline
+    state. A `scripted` article is an empty shell that a script fills in."""
     rng = random.Random(index)
     body = "".join(
         f"<h2>Section {n}</h2>" if n % 8 == 0 else f"<p>{' '.join(rng.choices(WORDS, k=60))}.</p>"
@@ -46,34 +75,61 @@ def article(index: int, paragraphs: int, scripted: bool) -> str:
         "<nav>" + "".join(f"<a href='/c/{n}'>Collection {n}</a>" for n in range(40)) + "</nav>"
         "<div id='onetrust-banner-sdk'>We use cookies.</div>"
     )
+    head, tail = site_chrome(index, chrome_kb)
+    start = f"<!doctype html><html><head><title>A{index}</title>{head}</head><body>{chrome}"
     if scripted:
         payload = json.dumps(main)
         return (
-            f"<!doctype html><html><head><title>A{index}</title></head><body>{chrome}"
-            f"<div id='root'></div><noscript>Please enable JavaScript.</noscript>"
-            f"<script>document.getElementById('root').innerHTML = {payload};</script></body></html>"
+            f"{start}<div id='root'></div><noscript>Please enable JavaScript.</noscript>"
+            f"<script>document.getElementById('root').innerHTML = {payload};</script>"
+            f"{tail}</body></html>"
         )
-    head = f"<!doctype html><html><head><title>A{index}</title></head>"
-    return f"{head}<body>{chrome}{main}</body></html>"
+    return f"{start}{main}{tail}</body></html>"
 
 
-def serve(pages: dict[str, bytes]) -> ThreadingHTTPServer:
+def realistic_pages(count: int, scripted: bool) -> dict[str, bytes]:
+    """`count` help-centre pages of about 50 to 500 KB, spread evenly, in a mixed order."""
+    pages = {}
+    for index in range(count):
+        spread = (index * 37) % count / max(count - 1, 1)
+        html = article(index, 20 + round(60 * spread), scripted, chrome_kb=55 + round(680 * spread))
+        pages[f"/a/{index}"] = html.encode()
+    return pages
+
+
+def serve(pages: dict[str, bytes], *, validators: bool = True) -> ThreadingHTTPServer:
+    """Serve `pages` on 127.0.0.1 with an ETag and Last-Modified, answering 304 to a
+    request whose If-None-Match still holds (as most web servers do), unless not
+    `validators`."""
+    tags = {path: f'"{hashlib.sha1(body).hexdigest()[:16]}"' for path, body in pages.items()}
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
-            body = pages.get(self.path)
+            body, tag = pages.get(self.path), tags.get(self.path)
+            if validators and tag and self.headers.get("If-None-Match") == tag:
+                self.send_response(304)
+                self.send_header("ETag", tag)
+                self.end_headers()
+                return
             self.send_response(200 if body else 404)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body or b"")))
+            if validators and tag:
+                self.send_header("ETag", tag)
+                self.send_header("Last-Modified", "Mon, 02 Nov 2026 09:00:00 GMT")
             self.end_headers()
             self.wfile.write(body or b"")
 
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 128  # socketserver's 5 drops connections when many checks start
+
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -104,6 +160,7 @@ def tree_pss_kb(root: int) -> int:
 
 
 def run_check(monitor: str, targets: Path, db: str, concurrency: int) -> dict[str, Any]:
+    """One `monitor check-now` over the targets: wall time (start-up included) and peak PSS."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [
@@ -117,7 +174,7 @@ def run_check(monitor: str, targets: Path, db: str, concurrency: int) -> dict[st
             "--concurrency",
             str(concurrency),
             "--browser-pages",
-            str(min(concurrency, 8)),
+            str(concurrency),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -132,13 +189,34 @@ def run_check(monitor: str, targets: Path, db: str, concurrency: int) -> dict[st
     statuses: dict[str, int] = {}
     for line in lines:
         statuses[line["status"]] = statuses.get(line["status"], 0) + 1
+    failed = statuses.get("error", 0)
     return {
         "seconds": round(elapsed, 2),
         "pages_per_s": round(len(lines) / elapsed, 1),
         "peak_pss_mb": round(peak / 1024),
+        "ok": len(lines) - failed,
+        "failed": failed,
         "statuses": statuses,
         "median_check_ms": statistics.median(line["duration_ms"] for line in lines),
     }
+
+
+def run_monitor(urls: list[str], *, browser: bool, workers: int) -> dict[str, Any]:
+    """Our tool on `urls` in a fresh store, declared `fetch: browser` or `http`: a first run,
+    then an unchanged re-run (the same shape as bench/peers.py's results)."""
+    monitor = str(Path(sys.executable).with_name("monitor"))
+    fetch = "browser" if browser else "http"
+    with tempfile.TemporaryDirectory() as scratch:
+        targets = Path(scratch) / "targets"
+        targets.mkdir()
+        declared = [{"id": f"bench-{n}", "url": url, "fetch": fetch} for n, url in enumerate(urls)]
+        (targets / "bench.yaml").write_text(
+            yaml.safe_dump({"provider": "Bench", "pages": declared})
+        )
+        db = f"sqlite:///{scratch}/bench.db"
+        runs: dict[str, Any] = {name: run_check(monitor, targets, db, workers) for name in RUNS}
+        runs["store_bytes"] = sum(p.stat().st_size for p in Path(scratch).glob("bench.db*"))
+    return runs
 
 
 def main() -> None:
@@ -146,59 +224,42 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pages", type=int, default=50)
-    parser.add_argument("--mode", choices=("mixed", "http", "browser"), default="mixed")
-    parser.add_argument(
-        "--paragraphs", type=int, default=150, help="size of each article (≈400 B each)"
-    )
+    parser.add_argument("--mode", choices=("http", "browser"), default="http")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--no-validators", action="store_true", help="the server sends no ETag/Last-Modified"
+    )
     args = parser.parse_args()
 
-    monitor = str(Path(sys.executable).with_name("monitor"))
-    pages: dict[str, bytes] = {}
-    for index in range(args.pages):
-        scripted = args.mode == "browser" or (args.mode == "mixed" and index % 2 == 1)
-        pages[f"/a/{index}"] = article(index, args.paragraphs, scripted).encode()
-    server = serve(pages)
+    pages = realistic_pages(args.pages, scripted=args.mode == "browser")
+    server = serve(pages, validators=not args.no_validators)
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    with tempfile.TemporaryDirectory() as scratch:
-        targets = Path(scratch) / "targets"
-        targets.mkdir()
-        (targets / "bench.yaml").write_text(
-            yaml.safe_dump(
-                {
-                    "provider": "Bench",
-                    "pages": [
-                        {"id": f"bench-{path.rsplit('/', 1)[1]}", "url": base + path}
-                        for path in pages
-                    ],
-                }
-            )
+    try:
+        runs = run_monitor(
+            [base + path for path in pages],
+            browser=args.mode == "browser",
+            workers=args.concurrency,
         )
-        db = f"sqlite:///{scratch}/bench.db"
-        runs = {
-            "first run": run_check(monitor, targets, db, args.concurrency),
-            "unchanged re-run": run_check(monitor, targets, db, args.concurrency),
-        }
-        store_bytes = sum(p.stat().st_size for p in Path(scratch).glob("bench.db*"))
-    server.shutdown()
+    finally:
+        server.shutdown()
 
     sizes = [len(body) for body in pages.values()]
     print(
-        f"{args.pages} pages ({args.mode}), {statistics.mean(sizes) / 1024:.0f} KB each, "
-        f"concurrency {args.concurrency}, {os.cpu_count()} cores"
+        f"{args.pages} pages ({args.mode}), {min(sizes) // 1024}-{max(sizes) // 1024} KB "
+        f"(mean {statistics.mean(sizes) / 1024:.0f}), concurrency {args.concurrency}, "
+        f"{os.cpu_count()} cores"
     )
     print(f"{'run':<18}{'seconds':>9}{'pages/s':>9}{'median ms':>11}{'peak PSS MB':>13}  statuses")
-    for name, run in runs.items():
+    for name in RUNS:
+        run = runs[name]
         print(
             f"{name:<18}{run['seconds']:>9}{run['pages_per_s']:>9}{run['median_check_ms']:>11}"
             f"{run['peak_pss_mb']:>13}  {run['statuses']}"
         )
-    print(f"store after both runs: {store_bytes / 1024:.0f} KiB")
+    print(f"store after both runs: {runs['store_bytes'] / 1024:.0f} KiB")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "check_now.json"
-    out.write_text(
-        json.dumps({"args": vars(args), "runs": runs, "store_bytes": store_bytes}, indent=2)
-    )
+    out.write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2))
     print(f"written {out}")
 
 

@@ -138,7 +138,7 @@ async def save_session(
 
     target = state_path(name)
     async with async_playwright() as playwright:
-        choice = choose_browser(playwright.chromium.executable_path)
+        choice = choose_browser(playwright.chromium.executable_path, headless=headless)
         browser = await playwright.chromium.launch(
             executable_path=choice.executable, args=list(CHROMIUM_FLAGS), headless=headless
         )

@@ -63,12 +63,25 @@ _COUNTER = re.compile(
     r"readers?|helpful)\b|\b\d+\s+out\s+of\s+\d+\b",
     re.I,
 )
+# Every counter holds one of these (lower case).
+_COUNTER_HINTS = (
+    "view",
+    "vote",
+    "like",
+    "comment",
+    "follower",
+    "people",
+    "reader",
+    "helpful",
+    "out",
+)
 _COPYRIGHT = re.compile(r"(?:©|\(c\)|copyright)\s*(?:(?:19|20)\d\d\s*[-–]?\s*)+", re.I)
 _TOKEN = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # UUID
     r"|(?<![\w-])(?=\w*\d)(?=\w*[a-z])\w{20,}(?![\w-])",  # long token, not a slug
     re.I,
 )
+_TOKEN_MIN = 20  # a token's shortest form (a UUID is longer)
 _LOCALE_SEGMENT = re.compile(r"(?<=[^/]/)(?:[a-z]{2}(?:-[a-z]{2})?)/(?=[\w-])", re.I)
 _LIST_MARK = re.compile(r"^(?:[-*•]\s*)?(?:\(?(?:\d{1,2}|[ivx]{1,4}|[a-h])[.)]\s+)", re.I)
 _SPELLING = {
@@ -103,6 +116,7 @@ _SPELLING_STEMS = (
 )
 _SPELLING_RE = re.compile(r"\b(?:" + "|".join(_SPELLING) + r")\b", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
+_YEAR_ANYWHERE = re.compile(_YEAR)  # every date and copyright holds one
 # Every relative date holds one of these (lower case).
 _RELATIVE_HINTS = ("ago", "yesterday", "today", "just now", "week", "month", "year")
 
@@ -131,23 +145,25 @@ def _has_digit(text: str) -> bool:
 @lru_cache(maxsize=65536)
 def mask(block: str) -> str:
     """The block with its routine churn made uniform (see the module docstring). Each
-    pattern runs only when the block holds what it needs (a digit, a hint word, a slash):
-    most prose has none, and the stored text and the new one share most blocks (cached)."""
+    pattern runs only when the block holds what it needs (a year, a colon, a hint word, a
+    long word, a slash): most prose has none, and the stored text and the new one share
+    most blocks (cached)."""
     text = block
     digits = _has_digit(block)
     lower = block.lower()
-    if digits:
+    if digits and _YEAR_ANYWHERE.search(block):
         text = _COPYRIGHT.sub("© <year> ", text)
         for pattern in _DATES:
             text = pattern.sub(_iso_date, text)
     if any(hint in lower for hint in _RELATIVE_HINTS):
         text = _RELATIVE.sub("<when>", text)
-    if digits:
+    if digits and ":" in text:
         text = _TIME.sub("<time>", text)
+    if digits and any(hint in lower for hint in _COUNTER_HINTS):
         text = _COUNTER.sub("<count>", text)
     if _is_stamp(text):
         return "<updated>"
-    if digits:
+    if digits and max(map(len, text.split()), default=0) >= _TOKEN_MIN:
         text = _TOKEN.sub("<token>", text)
     if "/" in text:
         text = _LOCALE_SEGMENT.sub("", text)

@@ -13,7 +13,7 @@ import json
 import re
 import unicodedata
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -210,13 +210,20 @@ def extract(
     ignore: tuple[str, ...] = (),
 ) -> Extraction:
     """Canonical text of a page. Raises SelectorMissing when `select` matches nothing."""
-    soup = BeautifulSoup(html, "lxml")
-    base_tag = soup.find("base", href=True)
-    if isinstance(base_tag, Tag):
-        base_url = urljoin(base_url, str(base_tag["href"]))
-    had_scripts = soup.find("script") is not None
-    noscript_wall = any(_JS_WALL.search(tag.get_text(" ")) for tag in soup.find_all("noscript"))
-    _decompose(_tags(soup, _never_read))
+    # Attribute values stay strings (class too): splitting them costs and nothing needs it.
+    soup = BeautifulSoup(html, "lxml", multi_valued_attributes=None)
+    # One walk serves every question below: find_all and its filters cost several times more.
+    tags = [node for node in soup.descendants if isinstance(node, Tag)]
+    base_href = next(
+        (tag.get("href") for tag in tags if tag.name == "base" and tag.get("href")), None
+    )
+    if base_href:
+        base_url = urljoin(base_url, str(base_href))
+    had_scripts = any(tag.name == "script" for tag in tags)
+    noscript_wall = any(
+        _JS_WALL.search(tag.get_text(" ")) for tag in tags if tag.name == "noscript"
+    )
+    _decompose([tag for tag in tags if _never_read(tag)])
     for selector in remove:
         _decompose(soup.select(selector))
     if select:
@@ -224,10 +231,16 @@ def extract(
         if not roots:
             raise SelectorMissing(select)
     else:
-        _decompose(_tags(soup, _is_chrome))
-        for tag in soup.find_all(["header", "footer"]):
-            if not tag.find_parent(["main", "article", "section"]):
-                tag.decompose()
+        _decompose([tag for tag in tags if not tag.decomposed and _is_chrome(tag)])
+        _decompose(
+            [
+                tag
+                for tag in tags
+                if not tag.decomposed  # first: a decomposed tag has no name left
+                and tag.name in ("header", "footer")
+                and not _inside(tag, ("main", "article", "section"))
+            ]
+        )
         roots = [soup.body or soup]
     writer = _BlockWriter(base_url)
     for root in roots:
@@ -245,9 +258,13 @@ def _decompose(tags: Iterable[Tag]) -> None:
             tag.decompose()
 
 
-def _tags(soup: BeautifulSoup, wanted: Callable[[Tag], bool]) -> list[Tag]:
-    """The elements `wanted` accepts (a plain walk: find_all's filters cost more)."""
-    return [node for node in soup.descendants if isinstance(node, Tag) and wanted(node)]
+def _inside(tag: Tag, names: tuple[str, ...]) -> bool:
+    parent = tag.parent
+    while parent is not None:
+        if parent.name in names:
+            return True
+        parent = parent.parent
+    return False
 
 
 def _never_read(tag: Tag) -> bool:
@@ -276,7 +293,7 @@ def _is_consent_banner(tag: Tag) -> bool:
     if tag.name in ("html", "body", "main", "article"):
         return False
     attrs = tag.attrs
-    ident = " ".join([str(attrs.get("id", "")), " ".join(attrs.get("class", []) or [])])
+    ident = f"{attrs.get('id', '')} {attrs.get('class', '')}"
     return bool(ident.strip()) and _CONSENT.search(ident) is not None
 
 
@@ -350,7 +367,8 @@ class _BlockWriter:
             self.flush()
             cells = [
                 _cell_text(cell, self.base_url)
-                for cell in tag.find_all(["td", "th"], recursive=False)
+                for cell in tag.children
+                if isinstance(cell, Tag) and cell.name in ("td", "th")
             ]
             row = " | ".join(cell for cell in cells if cell)
             if row:

@@ -114,6 +114,17 @@ def test_choose_browser_order(tmp_path: Path) -> None:
         choose_browser(None, {"MONITOR_BROWSER": "/nope"})
 
 
+def test_the_headless_shell_is_preferred_unless_a_window_is_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("chromium", "chromium-headless-shell"):
+        (tmp_path / name).write_text("#!/bin/sh\n")
+        (tmp_path / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert choose_browser(None, {}).executable == str(tmp_path / "chromium-headless-shell")
+    assert choose_browser(None, {}, headless=False).executable == str(tmp_path / "chromium")
+
+
 @pytest.mark.browser
 def test_browser_renders_scripts_and_blocks_heavy_resources(site: Site) -> None:
     site.raw("/logo.png", b"\x89PNG", content_type="image/png")

@@ -1,7 +1,9 @@
 """A real Chromium through Playwright: one browser per process, a fresh context per check.
 
 Which browser: `MONITOR_BROWSER` (an executable, or a ws:// / http:// endpoint of a remote
-browser) when set; else the Chromium that Playwright installed; else a system Chromium.
+browser) when set; else the Chromium that Playwright installed; else a system Chromium, the
+headless shell first: it renders a page for about a fifth of the full browser's CPU (see
+docs/performance.md), and checks never need a window.
 """
 
 from __future__ import annotations
@@ -33,9 +35,31 @@ CHROMIUM_FLAGS = (
     "--no-first-run",
     "--disable-extensions",
 )
-SYSTEM_CHROMIUMS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+HEADLESS_SHELL = "chromium-headless-shell"
+SYSTEM_CHROMIUMS = (
+    HEADLESS_SHELL,
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "google-chrome-stable",
+)
 BLOCKED_RESOURCES = frozenset({"image", "font", "media"})
 REMOTE_SCHEMES = ("ws://", "wss://", "http://", "https://")
+# A page has settled when the DOM has not changed for this long with no request in flight.
+SETTLE_QUIET = float(os.environ.get("MONITOR_SETTLE_MS", "250")) / 1000
+SETTLE_LIMIT = 5.0
+# Resolves once the document has gone `quiet` milliseconds without a mutation.
+_DOM_QUIET = """(quiet) => new Promise((resolve) => {
+  const done = () => { observer.disconnect(); resolve(); };
+  let timer = setTimeout(done, quiet);
+  const observer = new MutationObserver(() => {
+    clearTimeout(timer);
+    timer = setTimeout(done, quiet);
+  });
+  observer.observe(
+    document, {subtree: true, childList: true, attributes: true, characterData: true}
+  );
+})"""
 
 
 class BrowserUnavailable(RuntimeError):
@@ -57,9 +81,14 @@ class BrowserChoice:
 
 
 def choose_browser(
-    playwright_executable: str | None, env: dict[str, str] | None = None
+    playwright_executable: str | None,
+    env: dict[str, str] | None = None,
+    *,
+    headless: bool = True,
 ) -> BrowserChoice:
-    """Apply the discovery order; `playwright_executable` is Playwright's own Chromium path."""
+    """Apply the discovery order; `playwright_executable` is Playwright's own Chromium path
+    (Playwright picks its own headless shell itself). A visible window (`headless=False`)
+    needs a full Chromium."""
     setting = (env if env is not None else os.environ).get("MONITOR_BROWSER", "").strip()
     if setting:
         if setting.startswith(REMOTE_SCHEMES):
@@ -71,6 +100,8 @@ def choose_browser(
     if playwright_executable and Path(playwright_executable).is_file():
         return BrowserChoice("installed by Playwright", executable=None)
     for name in SYSTEM_CHROMIUMS:
+        if name == HEADLESS_SHELL and not headless:
+            continue
         path = shutil.which(name)
         if path:
             return BrowserChoice("system Chromium", executable=path)
@@ -207,6 +238,10 @@ class BrowserPool:
         await context.route("**/*", _block_heavy)
         page = await context.new_page()
         page.on("dialog", lambda dialog: asyncio.ensure_future(_quietly(dialog.dismiss())))
+        pending: set[Any] = set()
+        page.on("request", lambda request: pending.add(request))
+        for ended in ("requestfinished", "requestfailed"):
+            page.on(ended, lambda request: pending.discard(request))
         timeout_ms = self.timeout * 1000
         try:
             response = await page.goto(url, wait_until="load", timeout=timeout_ms)
@@ -231,7 +266,7 @@ class BrowserPool:
                     f"wait_for {wait_for!r} never appeared", "timeout", mode="browser"
                 ) from None
         else:
-            await _quietly(page.wait_for_load_state("networkidle", timeout=min(timeout_ms, 5000)))
+            await settle(page, pending, limit=min(self.timeout, SETTLE_LIMIT))
 
         async def snapshot() -> Capture:
             return Capture(
@@ -294,6 +329,21 @@ async def run_steps(page: Any, steps: Sequence[Step], default_timeout_ms: float)
             ) from None
     if steps:
         await _quietly(page.wait_for_load_state("networkidle", timeout=2000))
+
+
+async def settle(page: Any, pending: set[Any], *, limit: float) -> None:
+    """Wait until the page has settled: no request in flight and the DOM unchanged for
+    SETTLE_QUIET seconds (at most `limit`). Playwright's "networkidle" waits a fixed 500 ms
+    after the last request; most pages built by scripts are done sooner."""
+
+    async def quiet() -> None:
+        while True:
+            await page.evaluate(_DOM_QUIET, SETTLE_QUIET * 1000)
+            if not pending:
+                return
+
+    with contextlib.suppress(TimeoutError, Exception):
+        await asyncio.wait_for(quiet(), timeout=limit)
 
 
 def _describe(step: Step) -> str:

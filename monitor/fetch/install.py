@@ -8,7 +8,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from monitor.fetch.browser import BrowserChoice, BrowserUnavailable, choose_browser
+from monitor.fetch.browser import (
+    HEADLESS_SHELL,
+    BrowserChoice,
+    BrowserUnavailable,
+    choose_browser,
+)
 
 __all__ = ["BrowserUnavailable", "ensure_browser", "find_browser"]
 
@@ -50,11 +55,15 @@ def ensure_browser(say: Callable[[str], object]) -> BrowserChoice:
     if shutil.which("apt-get") and os.geteuid() == 0:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, timeout=900)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=False, timeout=1800
-        )
+        for package in (HEADLESS_SHELL, "chromium"):  # the shell is lighter, when packaged
+            installed = subprocess.run(
+                ["apt-get", "install", "-y", "-qq", package], env=env, check=False, timeout=1800
+            )
+            if installed.returncode == 0:
+                break
         return find_browser()
     raise BrowserUnavailable(
         "no Chromium available: install your distribution's chromium package "
-        "(e.g. `sudo apt-get install chromium`) or set MONITOR_BROWSER to a Chromium executable"
+        "(e.g. `sudo apt-get install chromium-headless-shell`, or `chromium`) or set "
+        "MONITOR_BROWSER to a Chromium executable"
     )
