@@ -456,16 +456,16 @@ def main() -> None:
         server.shutdown()
 
     print(f"{args.pages} pages ({args.mode}), {args.workers} workers, {os.cpu_count()} cores")
-    print(f"{'tool':<24}{'run':<18}{'seconds':>9}{'pages/s':>9}{'peak PSS MB':>13}  ok/failed")
+    print(f"{'tool':<26}{'run':<18}{'seconds':>9}{'pages/s':>9}{'peak PSS MB':>13}  ok/failed")
     for tool, result in results.items():
         label = f"{tool} {result.get('version', '')}"
         if "error" in result:
-            print(f"{label:<24}error: {result['error']}")
+            print(f"{label:<26}error: {result['error']}")
             continue
         for name in RUNS:
             run = result[name]
             print(
-                f"{label:<24}{name:<18}{run['seconds']:>9}{run['pages_per_s']:>9}"
+                f"{label:<26}{name:<18}{run['seconds']:>9}{run['pages_per_s']:>9}"
                 f"{run['peak_pss_mb']:>13}  {run['ok']}/{run['failed']}"
             )
     RESULTS.mkdir(exist_ok=True)
