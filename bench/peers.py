@@ -15,14 +15,20 @@ its users drive it, so its figures can sit next to `bench/check_now.py`'s in one
 * changedetection.io 0.60.10, by its server and REST API: a fresh datastore started with all
   scheduled checks paused (-P true; rechecks asked for through the API still run) so that only
   our triggers fetch, its two default watches (public sites) deleted, our N watches added,
-  `recheck_all` asked for, and the time taken from that request until every watch's
-  check_count has gone up. FETCH_WORKERS sets its workers, ALLOW_IANA_RESTRICTED_ADDRESSES lets
-  it fetch 127.0.0.1. In browser mode we start /usr/bin/chromium with a DevTools port and point
-  its Playwright fetcher at it (PLAYWRIGHT_DRIVER_URL, watches on fetch_backend
-  html_webdriver): it connects over CDP, scrapes element positions and always takes a full-page
-  JPEG screenshot of every page (no setting turns that off), and by default waits 5 s after
-  load on every page; we set that wait (WEBDRIVER_DELAY_BEFORE_CONTENT_READY) to 0, which
-  favours it, since our pages are complete when loaded. Its logging is cut to warnings.
+  `recheck_all` asked for. FETCH_WORKERS sets its workers, ALLOW_IANA_RESTRICTED_ADDRESSES lets
+  it fetch 127.0.0.1, its logging is cut to warnings. In browser mode we start /usr/bin/chromium
+  with a DevTools port and point its Playwright fetcher at it (PLAYWRIGHT_DRIVER_URL, watches on
+  fetch_backend html_webdriver), as its Docker set-up does with a browser container. Per page
+  it starts a Playwright driver, connects over CDP, scrapes every element's position and always
+  takes a JPEG screenshot of the page up to 20000 px tall, stitched from chunks in a spawned
+  Python process (no setting turns screenshots off), all counted here as that is how it works.
+  It also waits 5 s after load on every page by default; we set that wait
+  (WEBDRIVER_DELAY_BEFORE_CONTENT_READY) to 0, which favours it: our pages are whole when loaded.
+
+Timing: urlwatch's is the wall time of the whole command (interpreter start included);
+changedetection.io's runs from the recheck request to the end of the last check, as its own
+state records it (last_checked + fetch_time), its server being up already. Peak PSS is summed
+over each tool's process tree, Chromium included, sampled every 50 ms during each run.
 
 `ok` counts pages whose fetched content is checked in the tool's own state: urlwatch's report
 lines and cache database, changedetection.io's API (check_count, last_error, latest snapshot).
@@ -223,14 +229,13 @@ def urlwatch_once(command: list[str], scratch: Path) -> tuple[float, int, str]:
 
 
 def urlwatch_verdicts(report: str, cache: Path, browser: bool) -> dict[str, bool]:
-    """Per URL, whether urlwatch fetched it: its report calls it NEW or UNCHANGED (not ERROR)
-    and the newest error-free entry in its cache database (keyed by the sha1 of the URL)
-    holds the page's content."""
+    """Per URL, whether urlwatch fetched it: its report does not call it ERROR and the newest
+    error-free entry in its cache database (keyed by the sha1 of the URL) holds the page."""
     with closing(sqlite3.connect(cache)) as db:
         rows = db.execute("SELECT guid, data FROM CacheEntry WHERE tries = 0 ORDER BY timestamp")
         stored = dict(rows.fetchall())
     return {
-        url: verb in ("NEW", "UNCHANGED")
+        url: verb != "ERROR"
         and content_shown(stored.get(hashlib.sha1(url.encode()).hexdigest(), ""), url, browser)
         for verb, url in re.findall(r"^(NEW|UNCHANGED|CHANGED|ERROR): (\S+)$", report, re.M)
     }
