@@ -51,7 +51,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
@@ -264,7 +264,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(what: str, ready: Any, timeout: float, interval: float = 0.2) -> Any:
+def wait_for(what: str, ready: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
     """Polls `ready()` until it returns something truthy; a clear error after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -446,10 +446,11 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=50)
     parser.add_argument("--mode", choices=("http", "browser"), default="http")
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--tools", default="urlwatch,changedetection")
+    parser.add_argument("--tools", default="urlwatch,changedetection", help="comma-separated")
     args = parser.parse_args()
-
     runners = {"urlwatch": run_urlwatch, "changedetection": run_changedetection}
+    if unknown := set(args.tools.split(",")) - set(runners):
+        parser.error(f"unknown tools {sorted(unknown)}, known: {sorted(runners)}")
     browser = args.mode == "browser"
     server = serve({f"/a/{i}": article(i, 150, browser).encode() for i in range(args.pages)})
     # socketserver listens with a backlog of 5: 8 workers opening connections at once overflow
@@ -462,8 +463,8 @@ def main() -> None:
         for tool in args.tools.split(","):
             try:
                 results[tool] = runners[tool](urls, browser=browser, workers=args.workers)
-            except PeerError as error:
-                results[tool] = {"error": str(error)}
+            except (PeerError, httpx.HTTPError) as error:
+                results[tool] = {"error": f"{type(error).__name__}: {error}"}
     finally:
         server.shutdown()
 
