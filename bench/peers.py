@@ -21,7 +21,8 @@ its users drive it, so its figures can sit next to `bench/check_now.py`'s in one
   fetch_backend html_webdriver), as its Docker set-up does with a browser container. Per page
   it starts a Playwright driver, connects over CDP, scrapes every element's position and always
   takes a JPEG screenshot of the page up to 20000 px tall, stitched from chunks in a spawned
-  Python process (no setting turns screenshots off), all counted here as that is how it works.
+  Python process (no setting turns screenshots off; SCREENSHOT_MAX_HEIGHT, passed through from
+  our environment, caps their height), all counted here as that is how it works.
   It also waits 5 s after load on every page by default; we set that wait
   (WEBDRIVER_DELAY_BEFORE_CONTENT_READY) to 0, which favours it: our pages are whole when loaded.
 
