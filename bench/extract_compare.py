@@ -4,7 +4,8 @@ Each page is a generated privacy policy as big sites publish them: sections with
 paragraphs with links and emphasis, lists, retention tables, and site chrome (styles, icons,
 inline app state; about half of the bytes). The "after" page makes the edits a policy
 update makes: a sentence about training turned around, a paragraph added, a list item
-gone, a table cell changed and the "last updated" date moved.
+gone, a table cell changed and the "last updated" date moved. For contrast, a 1 MB help
+article that is nearly all text (few elements per KB) gets the same edits.
 
 Timed, each as the median of --repeat runs, with the churn cache cleared before each:
 extraction of the new page, comparison (assess) of the stored text with the new one, and
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from check_now import RESULTS, WORDS, site_chrome
+from check_now import RESULTS, WORDS, article, site_chrome
 
 from monitor import churn
 from monitor.compare import assess
@@ -75,16 +76,14 @@ def policy(kilobytes: int) -> str:
     return f"{start}<body>{body}{tail}</body></html>"
 
 
+TRAINING = "<p>We do not use your conversations to train our models.</p>"
+
+
 def updated(html: str) -> str:
-    """The same policy after an update."""
+    """The same page after a policy update (the page holds TRAINING after its first heading)."""
     html = html.replace("Last updated: March 3, 2026", "Last updated: November 2, 2026")
-    html = html.replace(
-        "</h2>", "</h2><p>We do not use your conversations to train our models.</p>", 1
-    )
-    html = html.replace(
-        "We do not use your conversations", "We may use your conversations", 1
-    )  # in the copy just added: stored vs now differ by the turn
-    middle = html.index("<section id='s", len(html) // 2)
+    html = html.replace("We do not use your conversations", "We may use your conversations", 1)
+    middle = html.index("<h2>", len(html) // 2)
     html = html[:middle] + "<p>You can opt out in Settings at any time.</p>" + html[middle:]
     html = html.replace("<li>", "<li hidden>", 1)
     return html.replace(" months</td>", " years</td>", 1)
@@ -100,11 +99,13 @@ def median_ms(action: Callable[[], Any], repeat: int) -> float:
     return round(statistics.median(times), 1)
 
 
-def measure(kilobytes: int, repeat: int) -> dict[str, Any]:
-    before_html = policy(kilobytes)
-    before_html = before_html.replace(
-        "</h2>", "</h2><p>We do not use your conversations to train our models.</p>", 1
-    )
+def dense_article(kilobytes: int) -> str:
+    """A help article that is nearly all text (few elements per KB), for contrast."""
+    return article(0, kilobytes * 1024 // 400, False)
+
+
+def measure(kilobytes: int, repeat: int, page: Callable[[int], str] = policy) -> dict[str, Any]:
+    before_html = page(kilobytes).replace("</h2>", f"</h2>{TRAINING}", 1)
     after_html = updated(before_html)
     old = extract(before_html, base_url="https://example.com/privacy").text
     new = extract(after_html, base_url="https://example.com/privacy").text
@@ -124,6 +125,7 @@ def measure(kilobytes: int, repeat: int) -> dict[str, Any]:
         "compare_ms": median_ms(lambda: assess(old, new), repeat),
         "total_ms": median_ms(both, repeat),
         "severity": severity,
+        "page": page.__name__,
     }
 
 
@@ -135,14 +137,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     rows = [measure(int(size), args.repeat) for size in args.sizes.split(",")]
+    rows.append(measure(1000, args.repeat, dense_article))
     print(
         f"{'HTML KB':>8}{'text KB':>9}{'blocks':>8}{'extract ms':>12}{'compare ms':>12}"
-        f"{'both ms':>10}  severity found"
+        f"{'both ms':>10}  page, severity found"
     )
     for row in rows:
         print(
             f"{row['html_kb']:>8}{row['text_kb']:>9}{row['blocks']:>8}{row['extract_ms']:>12}"
-            f"{row['compare_ms']:>12}{row['total_ms']:>10}  {row['severity']}"
+            f"{row['compare_ms']:>12}{row['total_ms']:>10}  {row['page']}, {row['severity']}"
         )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "extract_compare.json"

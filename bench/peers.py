@@ -9,14 +9,15 @@ its users drive it, so its figures can sit next to `bench/check_now.py`'s in one
   count is a module constant (urlwatch.worker.MAX_WORKERS = 10) with no setting, so the hooks
   file, urlwatch's own extension point, sets it. Its browser job calls Playwright's
   `chromium.launch()` with no arguments and offers no executable-path option, so in browser
-  mode the hooks file also wraps `BrowserType.launch` to pass executable_path=/usr/bin/chromium
-  and our flags. It starts a new Playwright driver and a new Chromium for every page: that is
-  how urlwatch works. It compares the whole HTML (no filter), it extracts no text.
+  mode the hooks file also wraps `BrowserType.launch` to pass executable_path=CHROMIUM (the
+  system Chromium our checks use) and our flags. It starts a new Playwright driver and a new
+  Chromium for every page: that is how urlwatch works. It compares the whole HTML (no filter),
+  it extracts no text.
 * changedetection.io 0.60.10, by its server and REST API: a fresh datastore started with all
   scheduled checks paused (-P true; rechecks asked for through the API still run) so that only
   our triggers fetch, its two default watches (public sites) deleted, our N watches added,
   `recheck_all` asked for. FETCH_WORKERS sets its workers, ALLOW_IANA_RESTRICTED_ADDRESSES lets
-  it fetch 127.0.0.1, its logging is cut to warnings. In browser mode we start /usr/bin/chromium
+  it fetch 127.0.0.1, its logging is cut to warnings. In browser mode we start CHROMIUM
   with a DevTools port and point its Playwright fetcher at it (PLAYWRIGHT_DRIVER_URL, watches on
   fetch_backend html_webdriver), as its Docker set-up does with a browser container. Per page
   it starts a Playwright driver, connects over CDP, scrapes every element's position and always
@@ -61,9 +62,13 @@ import httpx
 import yaml
 from check_now import article, serve, tree_pss_kb
 
+from monitor.fetch.browser import choose_browser
+
 PEERS = Path.home() / ".cache" / "monitor-bench" / "peers"
 RESULTS = Path(__file__).parent / "results"
-CHROMIUM = "/usr/bin/chromium"
+# The system Chromium our own checks would use (the headless shell when installed): every
+# tool renders with the same browser.
+CHROMIUM = choose_browser(None, {}).executable or "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",

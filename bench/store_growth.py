@@ -112,15 +112,8 @@ def postgres_database() -> tuple[str, Any] | None:
     return POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}", (admin, name)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--pages", type=int, default=100)
-    parser.add_argument("--unchanged", type=int, default=10, help="rounds of unchanged checks")
-    parser.add_argument("--changes", type=int, default=3, help="rounds of changes")
-    args = parser.parse_args()
-
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """The growth on SQLite, and on PostgreSQL when it answers."""
     results: dict[str, Any] = {}
     scratch = RESULTS / "store_growth.db"
     RESULTS.mkdir(exist_ok=True)
@@ -132,14 +125,25 @@ def main() -> None:
     postgres = postgres_database()
     if postgres is None:
         print(f"PostgreSQL not reachable at {POSTGRES_ADMIN}: skipped")
-    else:
-        url, (admin, name) = postgres
-        try:
-            results["postgresql"] = measure(url, args)
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        return results
+    url, (admin, name) = postgres
+    try:
+        results["postgresql"] = measure(url, args)
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return results
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pages", type=int, default=100)
+    parser.add_argument("--unchanged", type=int, default=10, help="rounds of unchanged checks")
+    parser.add_argument("--changes", type=int, default=3, help="rounds of changes")
+    args = parser.parse_args()
+    results = run_all(args)
     print(
         f"{args.pages} pages of about {results['sqlite']['page_kb']} KB; "
         f"{args.pages * args.unchanged} unchanged checks, {args.pages * args.changes} changes"

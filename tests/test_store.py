@@ -10,7 +10,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.exc import StatementError
 
-from monitor.store import CheckRecord, NewChange, Store, StoreError
+from monitor.store import (
+    HEAD_REVISION,
+    MIGRATIONS,
+    CheckRecord,
+    NewChange,
+    Store,
+    StoreError,
+    schema_revision,
+)
 from monitor.store.models import Base, CheckRow
 from monitor.targets import load_targets
 from tests.conftest import write_targets
@@ -55,6 +63,17 @@ def change(severity: str = "minor") -> NewChange:
 def test_schema_matches_models(store: Store) -> None:
     with store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_the_quick_start_knows_the_newest_revision(store: Store) -> None:
+    """Alembic is skipped when the store is at HEAD_REVISION: it must be Alembic's head."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+    assert schema_revision(store.engine) == HEAD_REVISION
 
 
 def test_reopening_is_idempotent(store: Store) -> None:

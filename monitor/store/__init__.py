@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.store import outbox
@@ -172,13 +172,31 @@ def open_engine(url: str) -> Engine:
     return create_engine(parsed, pool_pre_ping=True)
 
 
+MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest revision: each migration file is named after its revision id.
+HEAD_REVISION = max(path.name.split("_")[0] for path in (MIGRATIONS / "versions").glob("0*.py"))
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The store's schema revision; None for a new store."""
+    with engine.connect() as connection:
+        try:
+            return connection.scalar(text("SELECT version_num FROM alembic_version"))
+        except (OperationalError, ProgrammingError):
+            return None
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent; serialised on PostgreSQL)."""
+    """Bring the schema to the newest revision (idempotent; serialised on PostgreSQL). A
+    store already there is left alone without loading Alembic (a tenth of a second at every
+    start of the command line)."""
+    if schema_revision(engine) == HEAD_REVISION:
+        return
     from alembic import command
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})

@@ -1,0 +1,251 @@
+"""The whole benchmark in one command: this tool, urlwatch and changedetection.io on the same
+pages in the same run, then extraction and comparison of large pages and store growth.
+
+For each mode (plain HTTP pages; pages built by scripts, which need the browser) it serves
+realistic help-centre pages of 50 to 500 KB on 127.0.0.1 (with ETag and Last-Modified, as
+web servers send them) and times a first run and an unchanged re-run of each tool from a
+fresh state, --repeat times; every figure is the median. Times are those of whole runs,
+start-up included (for changedetection.io, whose server is up already: from the recheck to
+the last check). Our tool runs at each --concurrency setting, the peers at --workers
+(bench/peers.py says how each is driven). Prints the tables, the ratios to the faster peer
+and the goals, and writes bench/results/suite.json and bench/results/suite.md.
+
+    .venv/bin/python bench/suite.py                 # about 30 minutes on 2 cores
+    .venv/bin/python bench/suite.py --quick         # one repeat, fewer pages: a few minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import extract_compare
+import peers
+import store_growth
+from check_now import RESULTS, RUNS, realistic_pages, run_monitor, serve
+
+GOALS = {
+    "unchanged HTTP pages/s": (50, ">="),
+    "browser pages/s": (5, ">="),
+    "extract + compare of 1 MB, ms": (100, "<"),
+    "bytes per unchanged check": (500, "<"),
+}
+Runner = Callable[..., dict[str, Any]]
+
+
+def machine() -> dict[str, str]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    browser = subprocess.run(
+        [peers.CHROMIUM, "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "cpu": f"{os.cpu_count()} × {model}",
+        "memory": f"{memory_kb / 1024 / 1024:.0f} GiB",
+        "python": platform.python_version(),
+        "browser": browser or peers.CHROMIUM,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def medians(runner: Runner, urls: list[str], repeat: int, **options: Any) -> dict[str, Any]:
+    """`repeat` fresh runs of one tool; per run type, the median throughput and peak PSS."""
+    results = [runner(urls, **options) for _ in range(repeat)]
+    summary: dict[str, Any] = {"runs": results}
+    for name in RUNS:
+        summary[name] = {
+            "pages_per_s": statistics.median(r[name]["pages_per_s"] for r in results),
+            "peak_pss_mb": statistics.median(r[name]["peak_pss_mb"] for r in results),
+            "failed": max(r[name]["failed"] for r in results),
+        }
+    return summary
+
+
+def throughput(args: argparse.Namespace, browser: bool) -> dict[str, Any]:
+    """Every tool on the same page set, served once for all of them."""
+    mode = "browser" if browser else "http"
+    pages = realistic_pages(args.browser_pages if browser else args.pages, scripted=browser)
+    rows: dict[str, Any] = {}
+    for validators in (True, False) if not browser else (True,):
+        server = serve(pages, validators=validators)
+        urls = [f"http://127.0.0.1:{server.server_address[1]}{path}" for path in pages]
+        try:
+            if not validators:
+                label = f"monitor, no validators ({args.workers})"
+                print(f"[{mode}] {label}", flush=True)
+                rows[label] = medians(
+                    run_monitor, urls, args.repeat, browser=browser, workers=args.workers
+                )
+                continue
+            for concurrency in args.concurrency:
+                print(f"[{mode}] monitor, concurrency {concurrency}", flush=True)
+                rows[f"monitor ({concurrency})"] = medians(
+                    run_monitor, urls, args.repeat, browser=browser, workers=concurrency
+                )
+            if not args.skip_peers:
+                for name, runner in (
+                    (f"urlwatch {peers.URLWATCH[1]}", peers.run_urlwatch),
+                    (f"changedetection.io {peers.CHANGEDETECTION[1]}", peers.run_changedetection),
+                ):
+                    print(f"[{mode}] {name}, {args.workers} workers", flush=True)
+                    rows[f"{name} ({args.workers})"] = medians(
+                        runner, urls, args.repeat, browser=browser, workers=args.workers
+                    )
+        finally:
+            server.shutdown()
+    sizes = [len(body) for body in pages.values()]
+    return {"mode": mode, "page_kb": [min(sizes) // 1024, max(sizes) // 1024], "rows": rows}
+
+
+def ratios(table: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per run type: our best throughput over the faster peer's, and our peak memory (at
+    that setting) over the peer's."""
+    rows = table["rows"]
+    ours = {k: v for k, v in rows.items() if k.startswith("monitor (")}
+    theirs = {k: v for k, v in rows.items() if not k.startswith("monitor")}
+    result = {}
+    for name in RUNS:
+        if not theirs:
+            break
+        best = max(ours.values(), key=lambda row: row[name]["pages_per_s"])[name]
+        peer = max(theirs.values(), key=lambda row: row[name]["pages_per_s"])[name]
+        result[name] = {
+            "throughput": round(best["pages_per_s"] / peer["pages_per_s"], 2),
+            "memory": round(best["peak_pss_mb"] / max(peer["peak_pss_mb"], 1), 2),
+        }
+    return result
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"Machine: {report['machine']['cpu']}, {report['machine']['memory']}, "
+        f"Python {report['machine']['python']}, {report['machine']['browser']}; "
+        f"{report['args']['pages']} HTTP and {report['args']['browser_pages']} browser pages, "
+        f"medians of {report['args']['repeat']} run(s), "
+        f"{report['machine']['date']}.",
+        "",
+    ]
+    for table in report["throughput"]:
+        low, high = table["page_kb"]
+        lines += [
+            f"**{table['mode']}** pages ({low}–{high} KB)",
+            "",
+            "| tool (concurrency) | first run pages/s | peak MB | unchanged pages/s | peak MB |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, row in table["rows"].items():
+            first, again = row[RUNS[0]], row[RUNS[1]]
+            lines.append(
+                f"| {name} | {first['pages_per_s']} | {first['peak_pss_mb']:.0f} "
+                f"| {again['pages_per_s']} | {again['peak_pss_mb']:.0f} |"
+            )
+        for name, ratio in table["ratios"].items():
+            lines.append(
+                f"\n{name}: {ratio['throughput']}× the faster peer's throughput, "
+                f"at {ratio['memory']}× its peak memory."
+            )
+        lines.append("")
+    lines += [
+        "| HTML KB | text KB | blocks | extract ms | compare ms | both ms |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["extract_compare"]:
+        lines.append(
+            f"| {row['html_kb']} | {row['text_kb']} | {row['blocks']} | {row['extract_ms']} "
+            f"| {row['compare_ms']} | {row['total_ms']} |"
+        )
+    lines += ["", "| store | bytes per unchanged check | KiB per change |", "|---|---:|---:|"]
+    for backend, row in report["store_growth"].items():
+        lines.append(
+            f"| {backend} | {row['per_1000_unchanged_checks_bytes'] / 1000:.0f} "
+            f"| {row['per_change_bytes'] / 1024:.1f} |"
+        )
+    lines += ["", "| goal | measured | met |", "|---|---:|---|"]
+    for goal, (value, met) in report["goals"].items():
+        lines.append(
+            f"| {goal} {GOALS[goal][1]} {GOALS[goal][0]} | {value} | {'yes' if met else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def goals(report: dict[str, Any]) -> dict[str, tuple[float, bool]]:
+    def best(mode: str, run: str) -> float:
+        table = next(t for t in report["throughput"] if t["mode"] == mode)
+        return max(
+            row[run]["pages_per_s"]
+            for name, row in table["rows"].items()
+            if name.startswith("monitor (")
+        )
+
+    one_mb = min(report["extract_compare"], key=lambda row: abs(row["html_kb"] - 1000))
+    measured = {
+        "unchanged HTTP pages/s": best("http", RUNS[1]),
+        "browser pages/s": best("browser", RUNS[1]),
+        "extract + compare of 1 MB, ms": one_mb["total_ms"],
+        "bytes per unchanged check": max(
+            row["per_1000_unchanged_checks_bytes"] / 1000 for row in report["store_growth"].values()
+        ),
+    }
+    return {
+        goal: (value, value >= GOALS[goal][0] if GOALS[goal][1] == ">=" else value < GOALS[goal][0])
+        for goal, value in measured.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pages", type=int, default=200, help="plain HTTP pages")
+    parser.add_argument("--browser-pages", type=int, default=50, help="pages built by scripts")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--concurrency", default="4,8,16", help="our settings, comma-separated")
+    parser.add_argument("--workers", type=int, default=8, help="the peers' worker count")
+    parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="20 pages, one repeat")
+    args = parser.parse_args()
+    if args.quick:
+        args.pages, args.browser_pages, args.repeat = 50, 20, 1
+    args.concurrency = [int(value) for value in str(args.concurrency).split(",")]
+
+    report: dict[str, Any] = {"machine": machine(), "args": vars(args), "throughput": []}
+    for browser in (False, True):
+        table = throughput(args, browser)
+        table["ratios"] = ratios(table)
+        report["throughput"].append(table)
+    print("extraction and comparison of large pages", flush=True)
+    report["extract_compare"] = [
+        extract_compare.measure(size, max(args.repeat, 5)) for size in (100, 1000, 2000)
+    ]
+    print("store growth", flush=True)
+    report["store_growth"] = store_growth.run_all(
+        argparse.Namespace(pages=50, unchanged=10, changes=2)
+    )
+    report["goals"] = goals(report)
+
+    text = markdown(report)
+    print()
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "suite.json").write_text(json.dumps(report, indent=2))
+    (RESULTS / "suite.md").write_text(text)
+    print(f"written {RESULTS / 'suite.json'} and {RESULTS / 'suite.md'}")
+
+
+if __name__ == "__main__":
+    main()
