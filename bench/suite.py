@@ -63,9 +63,15 @@ def machine() -> dict[str, str]:
     }
 
 
+LOADS: list[float] = []  # the 1-minute load average after each run: was the machine quiet?
+
+
 def medians(runner: Runner, urls: list[str], repeat: int, **options: Any) -> dict[str, Any]:
     """`repeat` fresh runs of one tool; per run type, the median throughput and peak PSS."""
-    results = [runner(urls, **options) for _ in range(repeat)]
+    results = []
+    for _ in range(repeat):
+        results.append(runner(urls, **options))
+        LOADS.append(os.getloadavg()[0])
     summary: dict[str, Any] = {"runs": results}
     for name in RUNS:
         summary[name] = {
@@ -134,7 +140,8 @@ def ratios(table: dict[str, Any]) -> dict[str, dict[str, float]]:
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Machine: {report['machine']['cpu']}, {report['machine']['memory']}, "
-        f"Python {report['machine']['python']}, {report['machine']['browser']}; "
+        f"Python {report['machine']['python']}, {report['machine']['browser']}, "
+        f"{report['machine']['load']}; "
         f"{report['args']['pages']} HTTP and {report['args']['browser_pages']} browser pages, "
         f"medians of {report['args']['repeat']} run(s), "
         f"{report['machine']['date']}.",
@@ -237,6 +244,7 @@ def main() -> None:
         argparse.Namespace(pages=50, unchanged=10, changes=2)
     )
     report["goals"] = goals(report)
+    report["machine"]["load"] = f"1-minute load average {min(LOADS):.1f} to {max(LOADS):.1f}"
 
     text = markdown(report)
     print()

@@ -142,7 +142,7 @@ def _has_digit(text: str) -> bool:
     return _DIGIT.search(text) is not None
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)  # about 5 MB: the blocks of a 2 MB page, old and new
 def mask(block: str) -> str:
     """The block with its routine churn made uniform (see the module docstring). Each
     pattern runs only when the block holds what it needs (a year, a colon, a hint word, a

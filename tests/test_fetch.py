@@ -167,3 +167,24 @@ def test_one_browser_serves_many_checks(site: Site) -> None:
 
     captures = asyncio.run(go())
     assert [f"page {i}" in c.html for i, c in enumerate(captures)] == [True] * 6
+
+
+@pytest.mark.browser
+def test_the_browser_waits_for_late_content(site: Site) -> None:
+    """A page has settled when no request is in flight and its DOM has been quiet: content
+    that arrives by a slow request, or in several steps, is there."""
+    site.page("/late-data", "Retention is 30 days.", delay=0.8)
+    late = site.page(
+        "/late",
+        "<main id='m'>Loading…</main><script>"
+        "fetch('/late-data').then(r => r.text()).then(t => { m.textContent = t; });"
+        "</script>",
+    )
+    steps = site.page(
+        "/steps",
+        "<main id='m'></main><script>let n = 0; const add = () => {"
+        "  m.insertAdjacentHTML('beforeend', `<p>step ${++n}</p>`);"
+        "  if (n < 5) setTimeout(add, 120); }; add();</script>",
+    )
+    assert "Retention is 30 days." in fetch(late, "browser").html
+    assert "step 5" in fetch(steps, "browser").html
