@@ -6,15 +6,22 @@ After each, the store is consistent and nothing that was recorded is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
+import re
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,9 +29,11 @@ from sqlalchemy import create_engine, select, text
 
 from monitor.fetch import Capture, Fetcher
 from monitor.store import Store
-from monitor.store.models import ChangeRow, CheckRow, PageRow, VersionRow
+from monitor.store.models import ChangeRow, CheckRow, DeliveryRow, PageRow, VersionRow
 from tests.conftest import Site, help_article, write_targets
 from tests.test_fetch import page
+from tests.test_notify import Hooks
+from tests.test_schedule import daemons
 
 MONITOR = str(Path(sys.executable).with_name("monitor"))
 
@@ -243,3 +252,206 @@ def test_a_store_killed_during_its_first_migration_still_opens(tmp_path: Path) -
         with store.engine.connect() as connection:
             assert connection.scalar(text("SELECT version_num FROM alembic_version"))
         store.close()
+
+
+# -- PostgreSQL restarted under a running daemon --------------------------------------------
+
+
+def _postgres_bin() -> Path:
+    """The directory of initdb and pg_ctl: MONITOR_TEST_PG_BIN, else the newest Debian one."""
+    given = os.environ.get("MONITOR_TEST_PG_BIN")
+    candidates = [Path(given)] if given else sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    for directory in reversed(candidates):
+        if (directory / "initdb").is_file() and (directory / "pg_ctl").is_file():
+            return directory
+    pytest.fail(
+        "this test starts a PostgreSQL server of its own and needs initdb and pg_ctl: "
+        "install the PostgreSQL server package or set MONITOR_TEST_PG_BIN to their directory"
+    )
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of this test's own (trust auth, 127.0.0.1, a free port), which it
+    may stop and start at will without disturbing the shared server other tests use."""
+
+    def __init__(self) -> None:
+        self.bin = _postgres_bin()
+        self.root = Path(tempfile.mkdtemp(prefix="monitor-pg-"))
+        self.data = self.root / "data"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:  # initdb refuses to run as root
+            shutil.chown(self.root, "postgres", "postgres")
+
+    def _run(self, tool: str, *args: str, timeout: float = 60) -> None:
+        command = [*self._as, str(self.bin / tool), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, f"{tool} {args}: {done.stdout}{done.stderr}{self.log()}"
+
+    def log(self) -> str:
+        path = self.root / "server.log"
+        return path.read_text() if path.exists() else ""
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"),
+            "-w", "-t", "30", "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop")
+
+    def destroy(self) -> None:
+        """Stop the server whatever state it is in, and remove its files."""
+        pid_file = self.data / "postmaster.pid"
+        if pid_file.exists():
+            try:
+                self.stop("immediate")
+            except (AssertionError, subprocess.TimeoutExpired):
+                pid = int(pid_file.read_text().split()[0])
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres()
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+WORDS = ["amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "heron", "indigo"]
+
+
+def restart_text(page_no: int, word: str) -> str:
+    return help_article(
+        f"Page {page_no}", f"The {word} plan: turn off model training in Privacy Settings."
+    )
+
+
+@pytest.mark.postgres
+def test_postgres_restarted_under_the_daemon_loses_no_change_nor_alert(
+    site: Site,
+    targets_dir: Path,
+    tmp_path: Path,
+    private_postgres: PrivatePostgres,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database restart (connections cut, then refused for 2 s) mid-run: the daemon keeps
+    checking, every edit of a page is recorded as one change, each alerted exactly once."""
+    monkeypatch.setenv("MONITOR_CONFIRM_DELAY", "0.2")
+    url = private_postgres.url
+    count = 4
+    edits: dict[str, list[str]] = {f"r{n}": [] for n in range(count)}  # texts set, in order
+    words = iter(WORDS * 3)
+
+    def edit(n: int) -> None:
+        word = next(words)
+        site.page(f"/r{n}", restart_text(n, word))
+        edits[f"r{n}"].append(word)
+
+    for n in range(count):
+        edit(n)
+    write_targets(
+        targets_dir,
+        "Restart",
+        [{"id": f"r{n}", "url": site.url(f"/r{n}"), "fetch": "http", "interval": "1s"}
+         for n in range(count)],
+    )  # fmt: skip
+    hooks = Hooks()
+    hooks.up()
+    config = tmp_path / "apprise.yaml"  # every change but noise goes out at once
+    config.write_text(
+        json.dumps({"urls": [{f"json://127.0.0.1:{hooks.port}/in": [{"tag": "min-minor"}]}]})
+    )
+
+    def recorded(store: Store, page_id: str) -> str | None:
+        current = store.page_state(page_id).text or ""
+        return next((w for w in WORDS if f"The {w} plan" in current), None)
+
+    def wait_recorded(page_ids: list[str], timeout: float = 20) -> None:
+        store = Store(url)
+        try:
+            deadline = time.monotonic() + timeout
+            while any(recorded(store, p) != edits[p][-1] for p in page_ids):
+                assert time.monotonic() < deadline, {p: recorded(store, p) for p in page_ids}
+                assert daemon.process.poll() is None, daemon.log.read_text()
+                time.sleep(0.2)
+        finally:
+            store.close()
+
+    started = time.monotonic()
+    try:
+        extra = ("--jitter", "0.2", "--lease", "3", "--timeout", "3", "--notify", str(config))
+        with daemons(1, targets_dir, url, tmp_path, *extra) as [daemon]:
+            daemon.wait_for("monitor run started")
+            wait_recorded(list(edits))  # every page's first version
+            edit(0)
+            edit(1)
+            wait_recorded(["r0", "r1"])
+            edit(2)
+            edit(3)  # edits the daemon meets while the database goes away
+            private_postgres.stop("fast")
+            time.sleep(2)
+            private_postgres.start()
+            back = datetime.now(UTC)
+            wait_recorded(["r2", "r3"])
+            edit(0)
+            edit(2)
+            wait_recorded(["r0", "r2"])
+            store = Store(url)
+            deadline = time.monotonic() + 15
+            while True:  # every alert settled
+                with store.session() as session:
+                    states = list(session.scalars(select(DeliveryRow.state)))
+                if states and set(states) == {"sent"}:
+                    break
+                assert time.monotonic() < deadline, states
+                time.sleep(0.2)
+            time.sleep(1.5)  # a few more checks after the last change
+            assert daemon.process.poll() is None, daemon.log.read_text()
+            assert daemon.stop() == 0, daemon.log.read_text()
+    finally:
+        hooks.down()
+    took = time.monotonic() - started
+    assert took < 40, took
+
+    assert_consistent(store)
+    log = daemon.log.read_text()
+    assert "the store is not answering" in log, log  # the restart was felt, not missed
+    assert "could not use the store" in log, log
+    with store.session() as session:
+        for page_id, words_set in edits.items():
+            checks = list(session.scalars(select(CheckRow).where(CheckRow.page_id == page_id)))
+            assert any(c.started_at > back for c in checks), page_id  # checked after the restart
+            changes = list(
+                session.scalars(
+                    select(ChangeRow).where(ChangeRow.page_id == page_id).order_by(ChangeRow.id)
+                )
+            )
+            texts = [session.get(VersionRow, c.to_version_id).text for c in changes]
+            seen = [next(w for w in WORDS if f"The {w} plan" in t) for t in texts]
+            assert seen == words_set[1:], (page_id, seen, words_set)  # none lost, none doubled
+            assert all(c.kind == "content" and c.severity != "noise" for c in changes)
+        deliveries = list(session.scalars(select(DeliveryRow)))
+        all_changes = set(session.scalars(select(ChangeRow.id)))
+    assert sorted(d.change_id for d in deliveries) == sorted(all_changes)
+    alerted = [
+        int(found)
+        for _, payload in hooks.received
+        for found in re.findall(r"monitor diff (\d+)", payload["message"])
+    ]
+    assert sorted(alerted) == sorted(all_changes), (alerted, all_changes)  # each exactly once
+    store.close()
