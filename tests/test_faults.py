@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import random
@@ -454,4 +455,111 @@ def test_postgres_restarted_under_the_daemon_loses_no_change_nor_alert(
         for found in re.findall(r"monitor diff (\d+)", payload["message"])
     ]
     assert sorted(alerted) == sorted(all_changes), (alerted, all_changes)  # each exactly once
+    store.close()
+
+
+# -- the data directory's disk runs full ----------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MiB filesystem (tmpfs) to run out of, unmounted at the end whatever happens."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0755", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"this test mounts a small tmpfs and needs root for it: {mounted.stderr}")
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)], timeout=30).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)], timeout=30)
+
+
+def fill(directory: Path, leave: int) -> Path:
+    """Write a filler file until the disk is full, then give back `leave` bytes."""
+    filler = directory / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(descriptor, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(descriptor)
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler
+
+
+def test_a_full_disk_fails_checks_clearly_and_loses_nothing(
+    site: Site, targets_dir: Path, small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's disk fills up: checks fail saying so (exit 1, no traceback), nothing is
+    half-written, and once there is room again the next check records as usual."""
+    monkeypatch.setenv("MONITOR_CONFIRM_DELAY", "0")
+    ids = [f"d{n}" for n in range(3)]
+    for n, page_id in enumerate(ids):
+        site.page(f"/{page_id}", help_article("D", f"Opt out of training {n} in Settings."))
+    write_targets(
+        targets_dir,
+        "Disk",
+        [{"id": page_id, "url": site.url(f"/{page_id}"), "fetch": "http"} for page_id in ids],
+    )
+    db = f"sqlite:///{small_disk / 'm.db'}"
+
+    command = [MONITOR, "check-now", "--json", "--retry-delay", "0"]
+    command += ["--targets", str(targets_dir), "--db", db]
+
+    def check_now() -> tuple[int, dict[str, dict], str]:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        results = {r["target"]: r for r in map(json.loads, done.stdout.splitlines())}
+        assert "Traceback" not in done.stderr, done.stderr
+        return done.returncode, results, done.stderr
+
+    code, results, _ = check_now()
+    assert code == 0 and {r["status"] for r in results.values()} == {"first"}
+    rng = random.Random(3)
+    for n, page_id in enumerate(ids):  # long new texts: each needs room the disk lacks
+        lines = [f"Opt out of training {n}, rule {rng.getrandbits(128):x}." for _ in range(300)]
+        site.page(f"/{page_id}", help_article("D", *lines))
+
+    filler = fill(small_disk, leave=64 * 1024)  # room to open the store, not to write checks
+    code, results, stderr = check_now()
+    assert code == 1, stderr  # some pages could not be checked
+    for result in results.values():
+        assert result["status"] == "error"
+        assert result["error"] == "could not use the store: database or disk is full", result
+
+    filler.unlink()
+    filler = fill(small_disk, leave=0)  # not even room to open it
+    code, results, stderr = check_now()
+    assert code == 1 and results == {}, stderr
+    assert "cannot open the store" in stderr and f"the disk holding {small_disk} is full" in stderr
+
+    filler.unlink()
+    store = Store(db)
+    assert_consistent(store)  # nothing half-written by the failed checks
+    for page_id in ids:
+        assert store.count_checks(page_id) == 1 and not store.changes(page_id)
+    store.close()
+    code, results, stderr = check_now()
+    assert code == 0, stderr
+    assert {r["status"] for r in results.values()} == {"changed"}
+    store = Store(db)
+    assert_consistent(store)
+    for n, page_id in enumerate(ids):  # the history from before the full disk is all there
+        first, latest = store.versions(page_id)
+        assert first.text.endswith(f"Opt out of training {n} in Settings.")
+        assert latest.text.count(f"Opt out of training {n}, rule") == 300
+        assert store.count_checks(page_id) == 2 and len(store.changes(page_id)) == 1
     store.close()
