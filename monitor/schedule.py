@@ -27,9 +27,10 @@ from typing import IO, Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import metrics
-from monitor.check import Checker
+from monitor.check import Checker, _first_line
 from monitor.fetch import Fetcher
 from monitor.notify import Notifier
 from monitor.store import Store, leases
@@ -224,9 +225,15 @@ class Daemon:
                 return
             forced = self.reload_requested.is_set()
             self.reload_requested.clear()
-            if forced or self._stamp() != self._targets_stamp:
-                self.load_targets()
-            metrics.refresh_store_gauges(self.store, list(self.pages.values()))
+            reload = forced or self._stamp() != self._targets_stamp
+            try:
+                if reload:
+                    self.load_targets()
+                metrics.refresh_store_gauges(self.store, list(self.pages.values()))
+            except SQLAlchemyError as exc:  # a database restart must not end the daemon
+                if reload:
+                    self._targets_stamp = ()  # reload once the store answers again
+                log.warning("the store is not answering: %s", _first_line(exc))
 
     # -- targets ---------------------------------------------------------------------------
 
@@ -343,6 +350,8 @@ class Daemon:
             await self._claimed_check(page)
         except asyncio.CancelledError:
             log.warning("page %s: check abandoned at shutdown; nothing of it was stored", page_id)
+        except SQLAlchemyError as exc:  # claiming or releasing it: the page is tried again
+            log.error("page %s: could not use the store: %s", page_id, _first_line(exc))
         finally:
             self.running.discard(task)
 

@@ -153,6 +153,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _full_disk_note(engine: Engine) -> str:
+    """SQLite names a full disk met while opening (no room for its shared-memory file) a
+    bare "disk I/O error": say what it is when the database's disk is (nearly) full."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return ""
+    directory = Path(database).parent
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return ""
+    free = stats.f_bavail * stats.f_frsize
+    if free >= 64 * 1024:
+        return ""
+    return f" (the disk holding {directory} is full: {free // 1024} KiB free)"
+
+
 def open_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
@@ -218,7 +235,8 @@ class Store:
             if upgrade:
                 migrate(self.engine)
         except OperationalError as exc:
-            raise StoreError(f"cannot open the store {redact_url(url)}: {exc.orig}") from exc
+            reason = f"{exc.orig}{_full_disk_note(self.engine)}"
+            raise StoreError(f"cannot open the store {redact_url(url)}: {reason}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
