@@ -102,7 +102,8 @@ def raw_hash(capture: Capture) -> str:
     return content_hash(f"{capture.final_url}\n{capture.html}")
 
 
-def _first_line(exc: SQLAlchemyError) -> str:
+def store_reason(exc: SQLAlchemyError) -> str:
+    """The database's own first line of an error, for people."""
     cause = getattr(exc, "orig", None) or exc
     return str(cause).strip().splitlines()[0][:300] if str(cause).strip() else type(cause).__name__
 
@@ -202,7 +203,7 @@ class Checker:
         try:
             return await self._check(page)
         except SQLAlchemyError as exc:
-            reason = f"could not use the store: {_first_line(exc)}"
+            reason = f"could not use the store: {store_reason(exc)}"
             log.error("page %s: %s", page.id, reason)
             return CheckResult(page, "error", _ms_since(started), error=reason, summary=reason)
 

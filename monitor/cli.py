@@ -16,9 +16,10 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import auth, logs
-from monitor.check import Checker, CheckResult
+from monitor.check import Checker, CheckResult, store_reason
 from monitor.fetch import DEFAULT_TIMEOUT, Fetcher, FetchError
 from monitor.fetch.install import BrowserUnavailable
 from monitor.notify import SENDING_LEASE, DestinationError, Notifier, load_destinations
@@ -207,6 +208,8 @@ def check_now(
         )
         if notifier is not None:  # this run's alerts, and any left from earlier runs
             err.print(notifier.flush(store).describe())
+    except SQLAlchemyError as exc:  # checks report their own; this is the rest (page list)
+        _fail(f"could not use the store {redact_url(db_url)}: {store_reason(exc)}", EXIT_UNCHECKED)
     finally:
         store.close()
     if not as_json:

@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import metrics
-from monitor.check import Checker, _first_line
+from monitor.check import Checker, store_reason
 from monitor.fetch import Fetcher
 from monitor.notify import Notifier
 from monitor.store import Store, leases
@@ -233,7 +233,7 @@ class Daemon:
             except SQLAlchemyError as exc:  # a database restart must not end the daemon
                 if reload:
                     self._targets_stamp = ()  # reload once the store answers again
-                log.warning("the store is not answering: %s", _first_line(exc))
+                log.warning("the store is not answering: %s", store_reason(exc))
 
     # -- targets ---------------------------------------------------------------------------
 
@@ -351,7 +351,7 @@ class Daemon:
         except asyncio.CancelledError:
             log.warning("page %s: check abandoned at shutdown; nothing of it was stored", page_id)
         except SQLAlchemyError as exc:  # claiming or releasing it: the page is tried again
-            log.error("page %s: could not use the store: %s", page_id, _first_line(exc))
+            log.error("page %s: could not use the store: %s", page_id, store_reason(exc))
         finally:
             self.running.discard(task)
 
