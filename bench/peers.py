@@ -187,9 +187,14 @@ def content_shown(text: str, url: str, browser: bool) -> bool:
 # urlwatch
 
 
-def urlwatch_files(scratch: Path, urls: list[str], browser: bool, workers: int) -> list[str]:
-    """Writes urlwatch's jobs, config and hooks; returns the command line that runs them."""
-    jobs = [{"navigate": url} if browser else {"url": url} for url in urls]
+def urlwatch_files(
+    scratch: Path, urls: list[str], browser: bool, workers: int, text: bool = False
+) -> list[str]:
+    """Writes urlwatch's jobs, config and hooks; returns the command line that runs them.
+    With `text`, each job has urlwatch's `html2text` filter, so that it compares text."""
+    jobs: list[dict[str, str]] = [{"navigate": url} if browser else {"url": url} for url in urls]
+    if text:
+        jobs = [{**job, "filter": "html2text"} for job in jobs]
     (scratch / "urls.yaml").write_text(yaml.safe_dump_all(jobs))
     config = {
         "display": {"new": True, "error": True, "unchanged": True},
@@ -247,12 +252,15 @@ def urlwatch_verdicts(report: str, cache: Path, browser: bool) -> dict[str, bool
     }
 
 
-def run_urlwatch(urls: list[str], *, browser: bool, workers: int) -> dict[str, Any]:
-    """urlwatch's CLI over `urls`, from an empty cache and then again unchanged."""
+def run_urlwatch(
+    urls: list[str], *, browser: bool, workers: int, text: bool = False
+) -> dict[str, Any]:
+    """urlwatch's CLI over `urls`, from an empty cache and then again unchanged; with `text`,
+    through its html2text filter (what a user watching wording would set)."""
     result: dict[str, Any] = {"version": URLWATCH[1]}
     with tempfile.TemporaryDirectory(prefix="peers-urlwatch-") as tmp:
         scratch = Path(tmp)
-        command = urlwatch_files(scratch, urls, browser, workers)
+        command = urlwatch_files(scratch, urls, browser, workers, text)
         for name in RUNS:
             elapsed, peak_kb, report = urlwatch_once(command, scratch)
             verdicts = urlwatch_verdicts(report, scratch / "cache.db", browser)
