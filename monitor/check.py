@@ -301,6 +301,9 @@ class Checker:
                 change = _new_change("variant" if variant else "content", assessment)
         capture, text = observation.capture, observation.extraction.text
         stored = outcome != "unchanged"
+        raw = None
+        if stored and not capture.not_modified:  # zlib lets go of the GIL: off the event loop
+            raw = await asyncio.to_thread(compress, capture.html)
         record = CheckRecord(
             page.id,
             started_at,
@@ -312,7 +315,7 @@ class Checker:
             final_url=capture.final_url,
             change=change,
             fingerprint=fingerprint(page.decl) if stored else None,
-            capture=compress(capture.html) if stored and not capture.not_modified else None,
+            capture=raw,
             raw_hash=observation.raw_hash,
             etag=capture.etag,
             last_modified=capture.last_modified,
@@ -464,7 +467,10 @@ class Observer:
             )
         except FetchError as exc:
             raise PageFailure(exc.reason, status=exc.status, mode=exc.mode) from None
-        digest = last.raw_hash if last and capture.not_modified else raw_hash(capture)
+        if last and capture.not_modified:
+            digest = last.raw_hash
+        else:  # hashing lets go of the GIL: off the event loop
+            digest = await asyncio.to_thread(raw_hash, capture)
         if last and last.text is not None and digest and digest == last.raw_hash:
             return Observation(capture, Extraction(last.text), digest)
         try:
