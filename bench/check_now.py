@@ -134,6 +134,15 @@ def serve(pages: dict[str, bytes], *, validators: bool = True) -> ThreadingHTTPS
     return server
 
 
+def write_results(name: str, data: dict[str, Any]) -> Path:
+    """bench/results/NAME.json, said on the terminal."""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    out.write_text(json.dumps(data, indent=2))
+    print(f"written {out}")
+    return out
+
+
 def tree_pss_kb(root: int) -> int:
     """Proportional set size of a process and all its descendants (Chromium included), in
     KiB: shared pages are split between the processes that share them, so the sum is real."""
@@ -257,10 +266,7 @@ def main() -> None:
             f"{run['peak_pss_mb']:>13}  {run['statuses']}"
         )
     print(f"store after both runs: {runs['store_bytes'] / 1024:.0f} KiB")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "check_now.json"
-    out.write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2))
-    print(f"written {out}")
+    write_results("check_now", {"args": vars(args), "runs": runs})
 
 
 if __name__ == "__main__":

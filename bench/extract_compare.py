@@ -17,14 +17,13 @@ both together, which is what a check of a changed page costs beyond its fetch.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
-from check_now import RESULTS, WORDS, article, site_chrome
+from check_now import WORDS, article, site_chrome, write_results
 
 from monitor import churn
 from monitor.compare import assess
@@ -147,10 +146,7 @@ def main() -> None:
             f"{row['html_kb']:>8}{row['text_kb']:>9}{row['blocks']:>8}{row['extract_ms']:>12}"
             f"{row['compare_ms']:>12}{row['total_ms']:>10}  {row['page']}, {row['severity']}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "extract_compare.json"
-    out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-    print(f"written {out}")
+    write_results("extract_compare", {"args": vars(args), "rows": rows})
 
 
 if __name__ == "__main__":

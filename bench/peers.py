@@ -60,7 +60,7 @@ from typing import Any
 
 import httpx
 import yaml
-from check_now import article, serve, tree_pss_kb
+from check_now import article, serve, tree_pss_kb, write_results
 
 from monitor.fetch.browser import choose_browser
 
@@ -495,10 +495,7 @@ def main() -> None:
                 f"{label:<26}{name:<18}{run['seconds']:>9}{run['pages_per_s']:>9}"
                 f"{run['peak_pss_mb']:>13}  {run['ok']}/{run['failed']}"
             )
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "peers.json"
-    out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    print(f"written {out}")
+    write_results("peers", {"args": vars(args), "results": results})
 
 
 if __name__ == "__main__":

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-from check_now import RESULTS, article, serve
+from check_now import RESULTS, article, serve, write_results
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
@@ -154,9 +153,7 @@ def main() -> None:
             f"{backend:<12}{row['per_1000_unchanged_checks_bytes'] / 1024:>24.0f} KiB"
             f"{row['per_change_bytes'] / 1024:>10.1f} KiB"
         )
-    out = RESULTS / "store_growth.json"
-    out.write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
-    print(f"written {out}")
+    write_results("store_growth", {"args": vars(args), "results": results})
 
 
 if __name__ == "__main__":

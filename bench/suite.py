@@ -17,7 +17,6 @@ and the goals, and writes bench/results/suite.json and bench/results/suite.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -30,7 +29,7 @@ from typing import Any
 import extract_compare
 import peers
 import store_growth
-from check_now import RESULTS, RUNS, realistic_pages, run_monitor, serve
+from check_now import RESULTS, RUNS, realistic_pages, run_monitor, serve, write_results
 
 GOALS = {
     "unchanged HTTP pages/s": (50, ">="),
@@ -41,6 +40,7 @@ GOALS = {
     "browser: throughput over the faster peer, at no more memory": (2, ">="),
 }
 Runner = Callable[..., dict[str, Any]]
+FIGURES = ("pages_per_s", "peak_pss_mb")
 
 
 def machine() -> dict[str, str]:
@@ -150,63 +150,69 @@ def ratios(table: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
     return result
 
 
+def _table(header: str, rows: list[list[Any]]) -> list[str]:
+    """A Markdown table: a name column, then right-aligned figures."""
+    return [
+        f"| {header} |",
+        "|---|" + "---:|" * header.count("|"),
+        *(f"| {' | '.join(str(cell) for cell in row)} |" for row in rows),
+        "",
+    ]
+
+
 def markdown(report: dict[str, Any]) -> str:
+    machine, args = report["machine"], report["args"]
     lines = [
-        f"Machine: {report['machine']['cpu']}, {report['machine']['memory']}, "
-        f"Python {report['machine']['python']}, {report['machine']['browser']}, "
-        f"{report['machine']['load']}; "
-        f"{report['args']['pages']} HTTP and {report['args']['browser_pages']} browser pages, "
-        f"medians of {report['args']['repeat']} run(s), "
-        f"{report['machine']['date']}.",
+        f"Machine: {machine['cpu']}, {machine['memory']}, Python {machine['python']}, "
+        f"{machine['browser']}, {machine['load']}; {args['pages']} HTTP and "
+        f"{args['browser_pages']} browser pages, medians of {args['repeat']} run(s), "
+        f"{machine['date']}.",
         "",
     ]
     for table in report["throughput"]:
         low, high = table["page_kb"]
-        lines += [
-            f"**{table['mode']}** pages ({low}–{high} KB)",
-            "",
-            "| tool (concurrency) | first run pages/s | peak MB | unchanged pages/s | peak MB |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for name, row in table["rows"].items():
-            first, again = row[RUNS[0]], row[RUNS[1]]
-            lines.append(
-                f"| {name} | {first['pages_per_s']} | {first['peak_pss_mb']:.0f} "
-                f"| {again['pages_per_s']} | {again['peak_pss_mb']:.0f} |"
-            )
-        lines += [
-            "",
-            "| ours over | first run: throughput | memory | unchanged: throughput | memory |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for peer, ratio in table["ratios"].items():
-            first, again = ratio[RUNS[0]], ratio[RUNS[1]]
-            lines.append(
-                f"| {peer} | {first['throughput']}× | {first['memory']}× "
-                f"| {again['throughput']}× | {again['memory']}× |"
-            )
-        lines.append("")
-    lines += [
-        "| page | HTML KB | text KB | blocks | extract ms | compare ms | both ms |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in report["extract_compare"]:
-        lines.append(
-            f"| {row['page']} | {row['html_kb']} | {row['text_kb']} | {row['blocks']} "
-            f"| {row['extract_ms']} | {row['compare_ms']} | {row['total_ms']} |"
+        lines += [f"**{table['mode']}** pages ({low}–{high} KB)", ""]
+        lines += _table(
+            "tool (concurrency) | first run pages/s | peak MB | unchanged pages/s | peak MB",
+            [
+                [name, *(f"{row[run][key]:g}" for run in RUNS for key in FIGURES)]
+                for name, row in table["rows"].items()
+            ],
         )
-    lines += ["", "| store | bytes per unchanged check | KiB per change |", "|---|---:|---:|"]
-    for backend, row in report["store_growth"].items():
-        lines.append(
-            f"| {backend} | {row['per_1000_unchanged_checks_bytes'] / 1000:.0f} "
-            f"| {row['per_change_bytes'] / 1024:.1f} |"
+        lines += _table(
+            "ours over | first run: throughput | memory | unchanged: throughput | memory",
+            [
+                [peer, *(f"{r[run][key]}×" for run in RUNS for key in ("throughput", "memory"))]
+                for peer, r in table["ratios"].items()
+            ],
         )
-    lines += ["", "| goal | measured | met |", "|---|---:|---|"]
-    for goal, (value, met) in report["goals"].items():
-        lines.append(
-            f"| {goal} {GOALS[goal][1]} {GOALS[goal][0]} | {value} | {'yes' if met else 'no'} |"
-        )
-    return "\n".join(lines) + "\n"
+    lines += _table(
+        "page | HTML KB | text KB | blocks | extract ms | compare ms | both ms",
+        [
+            [row[key] for key in ("page", "html_kb", "text_kb", "blocks")]
+            + [row["extract_ms"], row["compare_ms"], row["total_ms"]]
+            for row in report["extract_compare"]
+        ],
+    )
+    lines += _table(
+        "store | bytes per unchanged check | KiB per change",
+        [
+            [
+                backend,
+                f"{row['per_1000_unchanged_checks_bytes'] / 1000:.0f}",
+                f"{row['per_change_bytes'] / 1024:.1f}",
+            ]
+            for backend, row in report["store_growth"].items()
+        ],
+    )
+    lines += _table(
+        "goal | measured | met",
+        [
+            [f"{goal} {GOALS[goal][1]} {GOALS[goal][0]}", round(value, 2), "yes" if met else "no"]
+            for goal, (value, met) in report["goals"].items()
+        ],
+    )
+    return "\n".join(lines)
 
 
 def goals(report: dict[str, Any]) -> dict[str, tuple[float, bool]]:
@@ -284,10 +290,9 @@ def main() -> None:
     text = markdown(report)
     print()
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "suite.json").write_text(json.dumps(report, indent=2))
+    write_results("suite", report)
     (RESULTS / "suite.md").write_text(text)
-    print(f"written {RESULTS / 'suite.json'} and {RESULTS / 'suite.md'}")
+    print(f"written {RESULTS / 'suite.md'}")
 
 
 if __name__ == "__main__":
