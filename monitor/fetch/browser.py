@@ -2,7 +2,7 @@
 
 Which browser: `MONITOR_BROWSER` (an executable, or a ws:// / http:// endpoint of a remote
 browser) when set; else the Chromium that Playwright installed; else a system Chromium, the
-headless shell first: it renders a page for about a fifth of the full browser's CPU (see
+headless shell first: it renders a page for about a quarter of the full browser's CPU (see
 docs/performance.md), and checks never need a window.
 """
 
