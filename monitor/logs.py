@@ -34,7 +34,7 @@ def configure(level: int, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("alembic", "apscheduler", "uvicorn", "httpx", "asyncio"):
+    for noisy in ("alembic", "apscheduler", "uvicorn", "aiohttp", "asyncio"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
     # Apprise's own messages may quote a destination's URL: the notifier captures them and
     # logs a scrubbed version instead.

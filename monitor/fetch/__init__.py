@@ -1,6 +1,6 @@
 """Fetching: turn a page declaration into a Capture (raw HTML, final URL, status, timings).
 
-Two fetchers sit behind one interface: plain HTTP (httpx) for pages that need no scripts,
+Two fetchers sit behind one interface: plain HTTP (aiohttp) for pages that need no scripts,
 and a real Chromium (Playwright) for pages built by scripts. `Fetcher` owns both and starts
 the browser only when a page first needs it.
 """

@@ -1,18 +1,25 @@
-"""Plain HTTP fetching with httpx: redirects followed and recorded, size cap, charset."""
+"""Plain HTTP fetching with aiohttp: redirects followed and recorded, size cap, charset.
+
+aiohttp rather than httpx: over 200 pages of 275 KB it spent a quarter of httpx's CPU
+(0.11 s against 0.40 s), and plain HTTP checks are mostly that.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+import aiohttp
 from bs4.dammit import EncodingDetector
 
 from monitor.fetch import MAX_REDIRECTS, USER_AGENT, Capture, FetchError
 
 _TEXT_TYPES = ("text/", "application/xhtml", "application/xml")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
 
 
 def status_reason(status: int) -> str:
@@ -36,24 +43,32 @@ def decode_html(body: bytes, header_charset: str | None) -> str:
 
 
 class HttpFetcher:
-    """One shared httpx client; each fetch is bounded in time and size."""
+    """One shared session (opened on first use, inside the running event loop), keeping no
+    cookies between checks; each fetch is bounded in time and size."""
 
     def __init__(self, timeout: float, max_bytes: int) -> None:
         self.timeout = timeout
         self.max_bytes = max_bytes
-        self._client = httpx.AsyncClient(
-            headers={
-                "User-Agent": USER_AGENT,
-                "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
-                "Accept-Language": "en-US,en;q=0.8",
-            },
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers={
+                    "User-Agent": USER_AGENT,
+                    "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+                    "Accept-Language": "en-US,en;q=0.8",
+                },
+                timeout=aiohttp.ClientTimeout(total=None, connect=min(self.timeout, 10.0)),
+                connector=aiohttp.TCPConnector(limit=64),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def fetch(
         self, url: str, *, etag: str | None = None, last_modified: str | None = None
@@ -74,31 +89,37 @@ class HttpFetcher:
         started = time.perf_counter()
         chain: list[str] = []
         current = url
+
+        def capture(html: str, response: Any, **fields: Any) -> Capture:
+            return Capture(
+                url=url,
+                final_url=current,
+                status=response.status,
+                html=html,
+                mode="http",
+                elapsed_ms=round((time.perf_counter() - started) * 1000),
+                redirects=tuple(chain),
+                etag=response.headers.get("etag", conditions.get("If-None-Match")),
+                last_modified=response.headers.get(
+                    "last-modified", conditions.get("If-Modified-Since")
+                ),
+                **fields,
+            )
+
         while True:
             try:
-                async with self._client.stream("GET", current, headers=conditions) as response:
-                    if response.status_code == HTTPStatus.NOT_MODIFIED and conditions:
-                        return Capture(
-                            url=url,
-                            final_url=current,
-                            status=response.status_code,
-                            html="",
-                            mode="http",
-                            elapsed_ms=round((time.perf_counter() - started) * 1000),
-                            redirects=tuple(chain),
-                            etag=response.headers.get("etag", conditions.get("If-None-Match")),
-                            last_modified=response.headers.get(
-                                "last-modified", conditions.get("If-Modified-Since")
-                            ),
-                            not_modified=True,
-                        )
-                    if response.is_redirect:
-                        target = urljoin(current, response.headers.get("location", ""))
+                async with self._client().get(
+                    current, headers=conditions, allow_redirects=False
+                ) as response:
+                    if response.status == HTTPStatus.NOT_MODIFIED and conditions:
+                        return capture("", response, not_modified=True)
+                    location = response.headers.get("location")
+                    if response.status in _REDIRECTS and location is not None:
                         chain.append(current)
-                        current = self._next_hop(target, chain)
+                        current = self._next_hop(urljoin(current, location), chain)
                         continue
-                    if response.status_code >= 400:
-                        reason = status_reason(response.status_code)
+                    if response.status >= 400:
+                        reason = status_reason(response.status)
                         retry_after = response.headers.get("retry-after", "").strip()
                         if retry_after:
                             unit = " s" if retry_after.isdigit() else ""
@@ -106,33 +127,26 @@ class HttpFetcher:
                         raise FetchError(
                             reason,
                             "status",
-                            status=response.status_code,
+                            status=response.status,
                             final_url=current,
                             redirects=tuple(chain),
                         )
                     body = await self._read_capped(response)
-            except httpx.TimeoutException:
+                    content_type = response.headers.get("content-type", "text/html")
+                    _check_text(content_type, body)
+                    return capture(
+                        decode_html(body, response.charset),
+                        response,
+                        content_type=content_type.split(";")[0].strip(),
+                    )
+            except TimeoutError:  # connecting took too long (an OSError: caught first)
                 raise FetchError(f"timed out after {self.timeout:g}s", "timeout") from None
-            except httpx.HTTPError as exc:
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
                 raise FetchError(
                     f"cannot reach {urlsplit(current).netloc}: {_network_reason(exc)}",
                     "network",
                     final_url=current,
                 ) from None
-            content_type = response.headers.get("content-type", "text/html")
-            _check_text(content_type, body)
-            return Capture(
-                url=url,
-                final_url=current,
-                status=response.status_code,
-                html=decode_html(body, response.charset_encoding),
-                mode="http",
-                elapsed_ms=round((time.perf_counter() - started) * 1000),
-                redirects=tuple(chain),
-                content_type=content_type.split(";")[0].strip(),
-                etag=response.headers.get("etag"),
-                last_modified=response.headers.get("last-modified"),
-            )
 
     def _next_hop(self, target: str, chain: list[str]) -> str:
         scheme = urlsplit(target).scheme.lower()
@@ -152,13 +166,13 @@ class HttpFetcher:
             )
         return target
 
-    async def _read_capped(self, response: httpx.Response) -> bytes:
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
             raise FetchError(_too_large(self.max_bytes), "too-large")
         parts: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.content.iter_chunked(_CHUNK):
             size += len(chunk)
             if size > self.max_bytes:
                 raise FetchError(_too_large(self.max_bytes), "too-large")
@@ -179,9 +193,10 @@ def _check_text(content_type: str, body: bytes) -> None:
 
 
 def _network_reason(exc: BaseException) -> str:
-    """The most specific cause: httpx wraps the OS error ("connection refused", DNS...)."""
+    """The most specific cause: aiohttp wraps the OS error ("connection refused", DNS...)."""
     cause: BaseException | None = exc
     while cause is not None:
+        cause = getattr(cause, "os_error", None) or cause
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused"
         if isinstance(cause, OSError) and cause.strerror:
