@@ -401,7 +401,11 @@ class Daemon:
     async def _deliver(self) -> None:
         """Send due alerts (this check's, and retries of earlier ones)."""
         assert self.notifier is not None
-        report = await asyncio.to_thread(self.notifier.flush, self.store)
+        try:
+            report = await asyncio.to_thread(self.notifier.flush, self.store)
+        except SQLAlchemyError as exc:  # they wait in the outbox for the store to answer
+            log.warning("alerts wait: the store is not answering: %s", store_reason(exc))
+            return
         if report.sent or report.failed or report.uncertain:
             log.info(
                 report.describe(),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import apprise
+from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.compare import Hunk, severity_rank
 from monitor.notify.destinations import Destination, DestinationError, load_destinations, redact
@@ -64,6 +65,9 @@ class Notifier:
         self.base_url = base_url
         self.pages = {page.id: page for page in pages or []}
         self.sending_lease = sending_lease
+        # Outcomes of sends that could not be recorded (the store was away): recorded first
+        # at the next flush, so that a delivered alert ends `sent`, not `uncertain`.
+        self._unrecorded: list[tuple[list[int], datetime, str | None]] = []
 
     def route(self, page: Page, severity: str) -> tuple[tuple[str, str, datetime], ...]:
         """(key, label, when due) of every destination that wants a change of this page and
@@ -74,6 +78,9 @@ class Notifier:
 
     def flush(self, store: Store) -> FlushReport:
         """Send every due delivery of the configured destinations; record each outcome."""
+        while self._unrecorded:
+            outbox.settle(store, *self._unrecorded[0])
+            self._unrecorded.pop(0)
         now = utcnow()
         report = FlushReport(uncertain=outbox.resolve_stale(store, now, self.sending_lease))
         claimed = outbox.claim_due(store, self.destinations, now)
@@ -84,7 +91,12 @@ class Notifier:
             destination = self.destinations[key]
             alerts = self._alerts(store, [d.change_id for d in deliveries])
             error = self._send(destination, alerts)
-            outbox.settle(store, [d.id for d in deliveries], utcnow(), error)
+            outcome = ([d.id for d in deliveries], utcnow(), error)
+            try:
+                outbox.settle(store, *outcome)
+            except SQLAlchemyError:
+                self._unrecorded.append(outcome)
+                raise
             if error is None:
                 report.sent += len(deliveries)
             else:
