@@ -172,7 +172,8 @@ def test_one_browser_serves_many_checks(site: Site) -> None:
 @pytest.mark.browser
 def test_the_browser_waits_for_late_content(site: Site) -> None:
     """A page has settled when no request is in flight and its DOM has been quiet: content
-    that arrives by a slow request, or in several steps, is there."""
+    that arrives by a slow request, in several steps, or on the page a script moves to, is
+    there."""
     site.page("/late-data", "Retention is 30 days.", delay=0.8)
     late = site.page(
         "/late",
@@ -188,3 +189,6 @@ def test_the_browser_waits_for_late_content(site: Site) -> None:
     )
     assert "Retention is 30 days." in fetch(late, "browser").html
     assert "step 5" in fetch(steps, "browser").html
+    site.page("/after", "<main><p>Moved here by a script.</p></main>")
+    moving = site.page("/moving", "<script>setTimeout(() => location.href = '/after', 50)</script>")
+    assert "Moved here by a script." in fetch(moving, "browser").html

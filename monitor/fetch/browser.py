@@ -336,13 +336,21 @@ async def settle(page: Any, pending: set[Any], *, limit: float) -> None:
     SETTLE_QUIET seconds (at most `limit`). Playwright's "networkidle" waits a fixed 500 ms
     after the last request; most pages built by scripts are done sooner."""
 
+    from playwright.async_api import Error as PlaywrightError
+
     async def quiet() -> None:
         while True:
-            await page.evaluate(_DOM_QUIET, SETTLE_QUIET * 1000)
+            try:
+                await page.evaluate(_DOM_QUIET, SETTLE_QUIET * 1000)
+            except PlaywrightError:  # a script navigated away: wait for the next document
+                if page.is_closed():
+                    return
+                await asyncio.sleep(SETTLE_QUIET)
+                continue
             if not pending:
                 return
 
-    with contextlib.suppress(TimeoutError, Exception):
+    with contextlib.suppress(TimeoutError):  # still busy at the limit: read it as it is
         await asyncio.wait_for(quiet(), timeout=limit)
 
 
