@@ -84,47 +84,39 @@ def medians(runner: Runner, urls: list[str], repeat: int, **options: Any) -> dic
     return summary
 
 
+def contenders(args: argparse.Namespace, browser: bool) -> list[tuple[str, Runner, dict, bool]]:
+    """(label, runner, its options, whether the server sends validators) of every run."""
+    runs: list[tuple[str, Runner, dict, bool]] = [
+        (f"monitor ({n})", run_monitor, {"workers": n}, True) for n in args.concurrency
+    ]
+    peer = {"workers": args.workers}
+    if not args.skip_peers:
+        runs.append((f"urlwatch {peers.URLWATCH[1]}", peers.run_urlwatch, peer, True))
+        if not browser:  # the browser comparison is about rendering: raw pages
+            text = {**peer, "text": True}
+            runs.append(
+                (f"urlwatch {peers.URLWATCH[1]}, html2text", peers.run_urlwatch, text, True)
+            )
+        version = peers.CHANGEDETECTION[1]
+        runs.append((f"changedetection.io {version}", peers.run_changedetection, peer, True))
+    if not browser:
+        runs.append(("monitor, no validators", run_monitor, {"workers": args.workers}, False))
+    return runs
+
+
 def throughput(args: argparse.Namespace, browser: bool) -> dict[str, Any]:
-    """Every tool on the same page set, served once for all of them."""
+    """Every tool on the same page set."""
     mode = "browser" if browser else "http"
     pages = realistic_pages(args.browser_pages if browser else args.pages, scripted=browser)
     rows: dict[str, Any] = {}
-    for validators in (True, False) if not browser else (True,):
+    for label, runner, options, validators in contenders(args, browser):
+        if not label.startswith("monitor ("):
+            label = f"{label} ({options['workers']})"
+        print(f"[{mode}] {label}", flush=True)
         server = serve(pages, validators=validators)
         urls = [f"http://127.0.0.1:{server.server_address[1]}{path}" for path in pages]
         try:
-            if not validators:
-                label = f"monitor, no validators ({args.workers})"
-                print(f"[{mode}] {label}", flush=True)
-                rows[label] = medians(
-                    run_monitor, urls, args.repeat, browser=browser, workers=args.workers
-                )
-                continue
-            for concurrency in args.concurrency:
-                print(f"[{mode}] monitor, concurrency {concurrency}", flush=True)
-                rows[f"monitor ({concurrency})"] = medians(
-                    run_monitor, urls, args.repeat, browser=browser, workers=concurrency
-                )
-            if not args.skip_peers:
-                for name, runner, options in (
-                    (f"urlwatch {peers.URLWATCH[1]}", peers.run_urlwatch, {}),
-                    (
-                        f"urlwatch {peers.URLWATCH[1]}, html2text",
-                        peers.run_urlwatch,
-                        {"text": True},
-                    ),
-                    (
-                        f"changedetection.io {peers.CHANGEDETECTION[1]}",
-                        peers.run_changedetection,
-                        {},
-                    ),
-                ):
-                    if browser and options:
-                        continue  # the browser comparison is about rendering: raw pages
-                    print(f"[{mode}] {name}, {args.workers} workers", flush=True)
-                    rows[f"{name} ({args.workers})"] = medians(
-                        runner, urls, args.repeat, browser=browser, workers=args.workers, **options
-                    )
+            rows[label] = medians(runner, urls, args.repeat, browser=browser, **options)
         finally:
             server.shutdown()
     sizes = [len(body) for body in pages.values()]
@@ -179,6 +171,8 @@ def markdown(report: dict[str, Any]) -> str:
                 for name, row in table["rows"].items()
             ],
         )
+        if not table["ratios"]:  # --skip-peers
+            continue
         lines += _table(
             "ours over | first run: throughput | memory | unchanged: throughput | memory",
             [
