@@ -62,21 +62,14 @@ import httpx
 import yaml
 from check_now import article, serve, tree_pss_kb, write_results
 
-from monitor.fetch.browser import choose_browser
+from monitor.fetch.browser import CHROMIUM_FLAGS
+from monitor.fetch.install import chromium_executable
 
 PEERS = Path.home() / ".cache" / "monitor-bench" / "peers"
 RESULTS = Path(__file__).parent / "results"
 # The system Chromium our own checks would use (the headless shell when installed): every
 # tool renders with the same browser.
-CHROMIUM = choose_browser(None, {}).executable or "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM = chromium_executable()
 PLAYWRIGHT = "playwright==1.65.2"  # the version the project's own venv runs
 URLWATCH = ("urlwatch", "2.29")
 CHANGEDETECTION = ("changedetection.io", "0.60.10")
@@ -203,7 +196,7 @@ def urlwatch_files(
     (scratch / "urlwatch.yaml").write_text(yaml.safe_dump(config))
     hooks = URLWATCH_HOOKS.format(workers=workers)
     if browser:
-        hooks += URLWATCH_BROWSER_HOOKS.format(chromium=CHROMIUM, flags=CHROMIUM_FLAGS)
+        hooks += URLWATCH_BROWSER_HOOKS.format(chromium=CHROMIUM, flags=list(CHROMIUM_FLAGS))
     (scratch / "hooks.py").write_text(hooks)
     venv = peer_venv(*URLWATCH)
     return [

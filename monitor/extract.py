@@ -13,17 +13,24 @@ import json
 import re
 import unicodedata
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from bs4 import BeautifulSoup, Comment, NavigableString, PageElement, Tag
+from lxml import etree
+from lxml.cssselect import CSSSelector, SelectorError
 
 if TYPE_CHECKING:
     from monitor.targets import PageDecl
 
-EXTRACTOR_VERSION = "1"
+# 2: the walk reads lxml's own tree (BeautifulSoup's costs ten times more to build). Pages
+# read the same; the new version makes any page that reads differently re-baseline quietly.
+EXTRACTOR_VERSION = "2"
+
+Element = etree._Element
+_DROPPED = "monitor-dropped"  # marks elements on their way out of the tree
 
 # Elements that never carry readable page text (and closed dialogs, below).
 _DROP_TAGS = frozenset(
@@ -145,6 +152,13 @@ _JS_WALL = re.compile(
 )
 
 
+# The text of an element that a reader could see: not what sits in a template (inert until a
+# script uses it), a script or a style sheet.
+_LIVE_TEXT = etree.XPath(
+    "descendant::text()[not(ancestor::template or ancestor::script or ancestor::style)]"
+)
+
+
 class SelectorMissing(Exception):
     """The page's `select` selector matched nothing: the page's structure moved."""
 
@@ -201,6 +215,63 @@ def normalise_url(href: str, base: str) -> str | None:
     return urlunsplit((scheme, host, parts.path or "/", query, ""))
 
 
+# libxml2 drops all that follows `</html>` and sets what follows `</body>` outside the body;
+# a browser shows both in the body, and so does extraction once these end tags are gone.
+_DOCUMENT_END_TAGS = re.compile(rb"</(?:html|body)(?:\s[^>]*)?>", re.IGNORECASE)
+
+
+def parse(html: str) -> Element | None:
+    """lxml's tree of a page, None when the page holds no element. The text is handed over
+    as UTF-8 so that a `<meta charset>` or XML declaration in it cannot make the parser
+    decode it again."""
+    data = _DOCUMENT_END_TAGS.sub(b"", html.encode("utf-8", "replace"))
+    parser = etree.HTMLParser(encoding="utf-8", huge_tree=True)
+    root = etree.fromstring(data, parser)
+    if any(error.type == etree.ErrorTypes.ERR_RESOURCE_LIMIT for error in parser.error_log):
+        # libxml2's tree stops at 2,048 levels of nesting and drops the rest of the page.
+        return etree.fromstring(data, etree.HTMLParser(encoding="utf-8", target=_DeepTree()))
+    return root
+
+
+class _DeepTree(etree.TreeBuilder):
+    """Builds a tree of any depth from the parser's events, closing at the end of the page
+    the elements it leaves open. Slower than libxml2's own tree: only for such pages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._open: list[str] = []
+
+    def start(self, tag: str, attrs: dict[str, str], nsmap: object = None) -> Element:
+        self._open.append(tag)
+        return super().start(tag, attrs)
+
+    def end(self, tag: str) -> Element:
+        self._open.pop()
+        return super().end(tag)
+
+    def close(self) -> Element:
+        while self._open:
+            self.end(self._open[-1])
+        return super().close()
+
+
+@lru_cache(maxsize=512)
+def css(selector: str) -> Callable[[Element], list[Element]]:
+    """A CSS selector compiled once (to XPath, by cssselect): called on an element, it
+    returns the matching elements at or under it, in page order. Raises ValueError naming
+    the selector when it cannot be read."""
+    try:
+        return CSSSelector(selector, translator="html")
+    except SelectorError as exc:
+        raise ValueError(f"{selector!r} is not a valid CSS selector: {exc}") from exc
+
+
+def count_matches(html: str, selector: str) -> int:
+    """How many elements of the page the selector matches."""
+    root = parse(html)
+    return 0 if root is None else len(css(selector)(root))
+
+
 def extract(
     html: str,
     *,
@@ -210,41 +281,52 @@ def extract(
     ignore: tuple[str, ...] = (),
 ) -> Extraction:
     """Canonical text of a page. Raises SelectorMissing when `select` matches nothing."""
-    # Attribute values stay strings (class too): splitting them costs and nothing needs it.
-    soup = BeautifulSoup(html, "lxml", multi_valued_attributes=None)
-    # One walk serves every question below: find_all and its filters cost several times more.
-    tags = [node for node in soup.descendants if isinstance(node, Tag)]
+    root = parse(html)
+    if root is None:
+        if select:
+            raise SelectorMissing(select)
+        return Extraction(text="")
+    # One walk serves every question below: a selector pass per question costs far more.
+    elements = list(root.iter(etree.Element))
     base_href = next(
-        (tag.get("href") for tag in tags if tag.name == "base" and tag.get("href")), None
+        (
+            element.get("href")
+            for element in elements
+            if element.tag == "base" and element.get("href")
+        ),
+        None,
     )
     if base_href:
-        base_url = urljoin(base_url, str(base_href))
-    had_scripts = any(tag.name == "script" for tag in tags)
+        base_url = urljoin(base_url, base_href)
+    had_scripts = any(element.tag == "script" for element in elements)
     noscript_wall = any(
-        _JS_WALL.search(tag.get_text(" ")) for tag in tags if tag.name == "noscript"
+        _JS_WALL.search(" ".join(_LIVE_TEXT(element)))
+        for element in elements
+        if element.tag == "noscript"
     )
-    _decompose([tag for tag in tags if _never_read(tag)])
+    _drop(root, [element for element in elements if _never_read(element)])
     for selector in remove:
-        _decompose(soup.select(selector))
+        _drop(root, css(selector)(root))
     if select:
-        roots = soup.select(select)
+        roots = css(select)(root)
         if not roots:
             raise SelectorMissing(select)
     else:
-        _decompose([tag for tag in tags if not tag.decomposed and _is_chrome(tag)])
-        _decompose(
+        _drop(root, [element for element in elements if _is_chrome(element)])
+        _drop(
+            root,
             [
-                tag
-                for tag in tags
-                if not tag.decomposed  # first: a decomposed tag has no name left
-                and tag.name in ("header", "footer")
-                and not _inside(tag, ("main", "article", "section"))
-            ]
+                element
+                for element in elements
+                if element.tag in ("header", "footer")
+                and not _inside(element, ("main", "article", "section"))
+            ],
         )
-        roots = [soup.body or soup]
+        body = root.find("body")
+        roots = [root if body is None else body]
     writer = _BlockWriter(base_url)
-    for root in roots:
-        writer.walk(root)
+    for element in roots:
+        writer.walk(element)
         writer.flush()
     lines = _apply_ignore(writer.lines, ignore)
     text = "\n".join(lines)
@@ -252,48 +334,51 @@ def extract(
     return Extraction(text=text, script_wall=script_wall)
 
 
-def _decompose(tags: Iterable[Tag]) -> None:
-    for tag in tags:
-        if not tag.decomposed:  # not already gone with an ancestor
-            tag.decompose()
+def _drop(root: Element, elements: Iterable[Element]) -> None:
+    """Take elements (and all inside them) out of the tree, keeping the text that follows
+    each: they are marked, then stripped by lxml in one pass that leaves that text where it
+    was (setting it anew through the API would refuse the control characters pages hold)."""
+    marked = False
+    for element in elements:
+        if element is root:
+            root.clear()
+            return
+        element.tag = _DROPPED
+        marked = True
+    if marked:
+        etree.strip_elements(root, _DROPPED, with_tail=False)
 
 
-def _inside(tag: Tag, names: tuple[str, ...]) -> bool:
-    parent = tag.parent
-    while parent is not None:
-        if parent.name in names:
-            return True
-        parent = parent.parent
-    return False
+def _inside(element: Element, names: tuple[str, ...]) -> bool:
+    return any(ancestor.tag in names for ancestor in element.iterancestors())
 
 
-def _never_read(tag: Tag) -> bool:
+def _never_read(element: Element) -> bool:
     """Elements without readable text: scripts, media, hidden elements, closed dialogs and
     consent banners. One pass of plain checks: CSS selectors cost several times more."""
-    name, attrs = tag.name, tag.attrs
+    name, attrs = element.tag, element.attrib
     if name in _DROP_TAGS or (name == "dialog" and "open" not in attrs):
         return True
     if not attrs:
         return False
     if "hidden" in attrs or attrs.get("aria-hidden") == "true":
         return True
-    if name == "input" and str(attrs.get("type", "")).lower() == "hidden":
+    if name == "input" and attrs.get("type", "").lower() == "hidden":
         return True
     style = attrs.get("style")
     if style and any(hiding in style for hiding in _HIDING_STYLES):
         return True
-    return _is_consent_banner(tag)
+    return _is_consent_banner(element)
 
 
-def _is_chrome(tag: Tag) -> bool:
-    return tag.name in _CHROME_TAGS or tag.attrs.get("role") in _CHROME_ROLES
+def _is_chrome(element: Element) -> bool:
+    return element.tag in _CHROME_TAGS or element.get("role") in _CHROME_ROLES
 
 
-def _is_consent_banner(tag: Tag) -> bool:
-    if tag.name in ("html", "body", "main", "article"):
+def _is_consent_banner(element: Element) -> bool:
+    if element.tag in ("html", "body", "main", "article"):
         return False
-    attrs = tag.attrs
-    ident = f"{attrs.get('id', '')} {attrs.get('class', '')}"
+    ident = f"{element.get('id', '')} {element.get('class', '')}"
     return bool(ident.strip()) and _CONSENT.search(ident) is not None
 
 
@@ -341,35 +426,37 @@ class _BlockWriter:
             self.lines.append(f"{self._prefix}{text}")
             self._prefix = ""
 
-    def walk(self, root: Tag) -> None:
-        stack: list[tuple[PageElement, _Link | bool | None]] = [
-            (child, None) for child in reversed(root.contents)
+    def walk(self, root: Element) -> None:
+        """Read what is inside `root` (its text and children, not the text after it)."""
+        if root.text:
+            self._parts.append(root.text)
+        stack: list[tuple[Element, _Link | bool | None]] = [
+            (child, None) for child in reversed(root)
         ]
         while stack:
             node, leaving = stack.pop()
             if leaving is not None:
-                self._leave(node, leaving)  # type: ignore[arg-type]
-            elif isinstance(node, NavigableString):
-                if not isinstance(node, Comment):
-                    self._parts.append(str(node))
-            elif isinstance(node, Tag) and (state := self._enter(node)) is not None:
+                self._leave(node, leaving)
+            elif isinstance(node.tag, str) and (state := self._enter(node)) is not None:
                 stack.append((node, state))
-                stack.extend((child, None) for child in reversed(node.contents))
+                if node.text:
+                    self._parts.append(node.text)
+                stack.extend((child, None) for child in reversed(node))
+                continue
+            # Done with the node (left it, skipped it, or a comment): the text after it.
+            if node.tail:
+                self._parts.append(node.tail)
 
-    def _enter(self, tag: Tag) -> _Link | bool | None:
+    def _enter(self, tag: Element) -> _Link | bool | None:
         """Handle the start of an element; None when its children are not to be walked."""
-        name = tag.name
+        name = tag.tag
         if name == "br":
             self._parts.append(" ")
         elif name == "input":
             self._parts.append(f" {_control_text(tag)} ")
         elif name == "tr" and not self.in_cell:  # a table inside a cell is read as blocks
             self.flush()
-            cells = [
-                _cell_text(cell, self.base_url)
-                for cell in tag.children
-                if isinstance(cell, Tag) and cell.name in ("td", "th")
-            ]
+            cells = [_cell_text(cell, self.base_url) for cell in tag if cell.tag in ("td", "th")]
             row = " | ".join(cell for cell in cells if cell)
             if row:
                 self.lines.append(row)
@@ -386,7 +473,7 @@ class _BlockWriter:
             return False
         return None
 
-    def _leave(self, tag: Tag, state: _Link | bool) -> None:
+    def _leave(self, tag: Element, state: _Link | bool) -> None:
         if isinstance(state, _Link):
             self._end_link(tag, state)
             return
@@ -394,8 +481,8 @@ class _BlockWriter:
         if state:  # a block ends its line
             self.flush()
 
-    def _end_link(self, tag: Tag, start: _Link) -> None:
-        url = normalise_url(str(tag.get("href", "")), self.base_url)
+    def _end_link(self, tag: Element, start: _Link) -> None:
+        url = normalise_url(tag.get("href", ""), self.base_url)
         if not url:
             return
         if self._flushes == start.flushes_at:
@@ -404,28 +491,28 @@ class _BlockWriter:
         elif self.lines:  # the link held blocks: its target goes with its last line
             self.lines[-1] += f" <{url}>"
 
-    def _toggle_state(self, tag: Tag) -> None:
+    def _toggle_state(self, tag: Element) -> None:
         """A switch's on/off state is part of what a settings page says."""
         checked = tag.get("aria-checked")
         if tag.get("role") in ("switch", "checkbox") and checked in ("true", "false"):
             self._parts.append(" [on] " if checked == "true" else " [off] ")
 
 
-def _cell_text(cell: Tag, base_url: str) -> str:
+def _cell_text(cell: Element, base_url: str) -> str:
     writer = _BlockWriter(base_url, in_cell=True)
     writer.walk(cell)
     writer.flush()
     return " ".join(writer.lines)
 
 
-def _control_text(tag: Tag) -> str:
-    kind = str(tag.get("type", "text")).lower()
-    label = normalise_text(str(tag.get("aria-label", "")))
+def _control_text(tag: Element) -> str:
+    kind = tag.get("type", "text").lower()
+    label = normalise_text(tag.get("aria-label", ""))
     if kind in ("checkbox", "radio"):
-        state = "[on]" if tag.has_attr("checked") else "[off]"
+        state = "[on]" if "checked" in tag.attrib else "[off]"
         return f"{label} {state}".strip()
     if kind in ("submit", "button"):
-        return normalise_text(str(tag.get("value", ""))) or label
+        return normalise_text(tag.get("value", "")) or label
     return label
 
 
@@ -443,7 +530,9 @@ def fingerprint(decl: PageDecl) -> str:
 
 
 def compress(html: str) -> bytes:
-    return zlib.compress(html.encode(), 6)
+    """zlib's fastest level: a quarter of level 6's time for a quarter more bytes (and only
+    the latest versions keep their capture)."""
+    return zlib.compress(html.encode(), 1)
 
 
 def decompress(capture: bytes) -> str:

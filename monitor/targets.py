@@ -155,13 +155,10 @@ class TargetFile(_Strict):
 
 
 def _check_selector(selector: str) -> None:
-    """Refuse a CSS selector that soupsieve (BeautifulSoup's engine) cannot parse."""
-    import soupsieve
+    """Refuse a CSS selector that extraction's engine (cssselect) cannot read."""
+    from monitor.extract import css
 
-    try:
-        soupsieve.compile(selector)
-    except soupsieve.SelectorSyntaxError as exc:
-        raise ValueError(f"{selector!r} is not a valid CSS selector: {exc.args[0]}") from exc
+    css(selector)
 
 
 @dataclass(frozen=True)

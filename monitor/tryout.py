@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bs4 import BeautifulSoup
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from monitor.extract import SelectorMissing, extract, normalise_text
+from monitor.extract import SelectorMissing, count_matches, extract, normalise_text
 from monitor.fetch import Capture, Fetcher, FetchMode
 from monitor.targets import Page, PageDecl, TargetError
 from monitor.vocabulary import find_terms
@@ -104,7 +103,6 @@ def _taken(before: list[str], after: list[str]) -> tuple[str, ...]:
 
 def inspect_html(html: str, base_url: str, decl: PageDecl) -> Inspection:
     """Run the real extraction once per rule so each rule's effect can be shown on its own."""
-    soup = BeautifulSoup(html, "lxml")
 
     def blocks(**rules: Any) -> list[str]:
         return extract(html, base_url=base_url, **rules).blocks
@@ -113,13 +111,12 @@ def inspect_html(html: str, base_url: str, decl: PageDecl) -> Inspection:
     unselected = blocks()
     for selector in decl.remove:
         without = blocks(remove=(selector,))
-        removals.append(
-            Removal(f"remove {selector}", len(soup.select(selector)), _taken(unselected, without))
-        )
+        matched = count_matches(html, selector)
+        removals.append(Removal(f"remove {selector}", matched, _taken(unselected, without)))
     select_missing = False
     trimmed = blocks(remove=decl.remove)
     if decl.select:
-        matched = len(soup.select(decl.select))
+        matched = count_matches(html, decl.select)
         try:
             selected = blocks(select=decl.select, remove=decl.remove)
         except SelectorMissing:

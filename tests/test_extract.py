@@ -145,3 +145,29 @@ def test_garbage_html_does_not_crash() -> None:
 @pytest.mark.parametrize("opening", ["<div>", "<span>", "<a href='/x'>", "<li>", "<table><tr><td>"])
 def test_very_deep_nesting_is_read(opening: str) -> None:
     assert "deep text" in text("<body>" + opening * 10_000 + "<p>deep text</p></body>")
+
+
+@pytest.mark.parametrize("closing", ["</html>", "</body>", "</body></html>", "</HTML >"])
+def test_text_after_the_document_end_tags_is_read(closing: str) -> None:
+    """A browser shows what a page sends after `</html>`: so does extraction."""
+    page = f"<html><body><p>Before the end.</p>{closing}<p>Opt out in Settings.</p>"
+    assert text(page) == "Before the end.\nOpt out in Settings."
+
+
+def test_control_characters_after_dropped_elements_are_kept() -> None:
+    page = "<body><p>Chat history<script>x()</script>\x1f is on<style>p{}</style>\x0b.</p></body>"
+    assert text(page).split() == ["Chat", "history", "is", "on", "."]
+
+
+def test_selectors_beyond_the_basics() -> None:
+    page = (
+        "<main><section><h2>Ads</h2><p>Ad settings.</p></section>"
+        "<section><h2>Chats</h2><p>Chat settings.</p></section></main>"
+    )
+    assert text(page, select='section:has(h2:contains("Chats"))') == "## Chats\nChat settings."
+    assert text(page, remove=("section:nth-of-type(1)",)) == "## Chats\nChat settings."
+
+
+def test_an_unreadable_selector_is_named() -> None:
+    with pytest.raises(ValueError, match="'p::text' is not a valid CSS selector"):
+        extract("<p>x</p>", base_url=BASE, select="p::text")

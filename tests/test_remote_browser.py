@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -15,11 +18,10 @@ from click.testing import CliRunner, Result
 
 from monitor.cli import main
 from monitor.fetch.browser import CHROMIUM_FLAGS
+from monitor.fetch.install import chromium_executable
 from tests.conftest import Site, write_targets
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
 
 SCRIPTED = """<!doctype html><html><head><title>Privacy settings</title></head><body>
 <main id="app"></main>
@@ -43,7 +45,7 @@ class RemoteChromium:
     def __init__(self, profile: Path) -> None:
         self.process = subprocess.Popen(
             [
-                CHROMIUM,
+                chromium_executable(),
                 "--headless",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
@@ -53,7 +55,10 @@ class RemoteChromium:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Its own process group: a distribution's launcher script may not `exec` the browser.
+            start_new_session=True,
         )
+        self.port = 0
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -72,18 +77,28 @@ class RemoteChromium:
             return json.load(reply)["webSocketDebuggerUrl"]
 
     def stop(self) -> None:
-        self.process.terminate()
+        """Stop the browser and every process it started; return once its port is shut."""
         try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 10
+        while self.port and self._port_open() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.port and self._port_open():
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def _port_open(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
 
 @pytest.fixture
 def remote_chromium(tmp_path: Path) -> Iterator[RemoteChromium]:
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is needed for the remote-browser test")
     browser = RemoteChromium(tmp_path / "profile")
     yield browser
     browser.stop()

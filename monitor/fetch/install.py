@@ -15,7 +15,7 @@ from monitor.fetch.browser import (
     choose_browser,
 )
 
-__all__ = ["BrowserUnavailable", "ensure_browser", "find_browser"]
+__all__ = ["BrowserUnavailable", "chromium_executable", "ensure_browser", "find_browser"]
 
 
 def _playwright_executable() -> str | None:
@@ -28,6 +28,14 @@ def _playwright_executable() -> str | None:
 def find_browser() -> BrowserChoice:
     """The browser a check would use now, by the documented order."""
     return choose_browser(_playwright_executable())
+
+
+def chromium_executable() -> str:
+    """The Chromium executable checks would start (MONITOR_BROWSER aside), for programs that
+    start one themselves: the remote-browser test, the benchmark's peers."""
+    playwright_executable = _playwright_executable()
+    choice = choose_browser(playwright_executable, {})
+    return choice.executable or str(playwright_executable)
 
 
 def ensure_browser(say: Callable[[str], object]) -> BrowserChoice:

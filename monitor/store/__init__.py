@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -238,6 +239,11 @@ class Store:
             reason = f"{exc.orig}{_full_disk_note(self.engine)}"
             raise StoreError(f"cannot open the store {redact_url(url)}: {reason}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite takes one writer at a time and makes the others sleep and retry (up to 100 ms
+        # a turn): checks of this process wait their turn here instead, handed over at once.
+        self._write_turn: AbstractContextManager[object] = (
+            threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -299,7 +305,7 @@ class Store:
 
     def record_check(self, record: CheckRecord) -> RecordedCheck:
         """Write a check, its version (new or seen before) and its change in one transaction."""
-        with self.session() as session:
+        with self._write_turn, self.session() as session:
             page = session.get(PageRow, record.page_id, with_for_update=True)
             if page is None:
                 raise StoreError(f"page {record.page_id!r} is not in the store (sync_pages first)")
@@ -437,7 +443,7 @@ class Store:
     ) -> int:
         """A technical version: the stored page extracted again with the current rules. It
         becomes the page's current version, with a change that is never alerted."""
-        with self.session() as session:
+        with self._write_turn, self.session() as session:
             page = session.get(PageRow, page_id, with_for_update=True)
             if page is None or page.current_version_id is None:
                 raise StoreError(f"page {page_id!r} has no version to extract again")
