@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -163,6 +164,14 @@ def main(verbose: int, log_format: str) -> None:
     """Watch providers' privacy and settings pages and report changes to opt-out wording."""
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logs.configure(level, log_format)
+
+
+def program() -> None:
+    """The `monitor` program. The objects its imports made live until it exits: set aside
+    from the garbage collector, they cost no collection, and the interpreter's exit does not
+    walk them (a sixth of a second at the end of every run)."""
+    gc.freeze()
+    main()
 
 
 @main.command("check-now")
