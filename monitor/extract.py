@@ -25,8 +25,8 @@ from lxml.cssselect import CSSSelector, SelectorError
 if TYPE_CHECKING:
     from monitor.targets import PageDecl
 
-# 2: the walk reads lxml's own tree (BeautifulSoup's costs ten times more to build). Pages
-# read the same; the new version makes any page that reads differently re-baseline quietly.
+# 2: the walk reads lxml's own tree (BeautifulSoup's costs fifteen times more to build), and
+# text after `</html>` is read. A page that reads differently re-baselines quietly.
 EXTRACTOR_VERSION = "2"
 
 Element = etree._Element

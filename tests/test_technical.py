@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
 
+from monitor import extract
 from monitor.cli import main
 from monitor.store import Store
 from tests.conftest import Site, help_article, write_targets
@@ -60,6 +62,28 @@ def test_editing_the_rules_of_an_unchanged_page_alerts_nothing(
     assert {c["severity"] for c in changes} == {"noise"}
     text = Store(db_url).page_state("p").text
     assert "mobile app" not in text and "Last reviewed" not in text and "Help improve" in text
+
+
+def test_a_new_extractor_that_reads_more_of_a_page_alerts_nothing(
+    site: Site, targets_dir: Path, db_url: str, monkeypatch
+) -> None:
+    """Upgrading: the stored text came from an extractor that lost what follows `</html>`
+    (this one reads it, as a browser shows it). The first check after the upgrade records a
+    technical version, not a change of the provider's."""
+    monkeypatch.setenv("MONITOR_CONFIRM_DELAY", "0")
+    url = site.page("/p", page() + "<p>Opt out of model training in Settings.</p>")
+    write_targets(targets_dir, "Example", [{"id": "p", "url": url, "fetch": "http"}])
+    with monkeypatch.context() as older:
+        older.setattr(extract, "EXTRACTOR_VERSION", "1")
+        older.setattr(extract, "_DOCUMENT_END_TAGS", re.compile(rb"(?!)"))
+        assert check(targets_dir, db_url)["status"] == "first"
+    assert "Opt out of model training" not in Store(db_url).page_state("p").text
+
+    line = check(targets_dir, db_url)
+    assert (line["status"], line["severity"], line["change_id"]) == ("unchanged", None, None)
+    changes = history(db_url)["changes"]
+    assert [(c["kind"], c["severity"]) for c in changes] == [("technical", "noise")]
+    assert "Opt out of model training" in Store(db_url).page_state("p").text
 
 
 def test_a_provider_edit_with_a_declaration_edit_shows_only_the_provider_part(
