@@ -100,8 +100,12 @@ def test_file_level_problems(targets_dir: Path) -> None:
     (targets_dir / "list.yaml").write_text("- just a list\n")
     (targets_dir / "empty-pages.yaml").write_text("provider: X\npages: []\n")
     (targets_dir / "no-provider.yaml").write_text("pages:\n  - id: a\n    url: https://x.test/\n")
+    (targets_dir / "escape.yaml").write_text('provider: "X\\q"\npages: []\n')
     message = problems(targets_dir)
     assert "broken.yaml: invalid YAML (line" in message
+    assert "escape.yaml: invalid YAML (line 1, column 14): found unknown escape character 'q'" in (
+        message
+    )
     assert "list.yaml: expected a mapping" in message
     assert "empty-pages.yaml: field pages" in message
     assert "no-provider.yaml: field provider: required field is missing" in message
