@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from monitor.extract import count_matches
+from monitor.extract import count_matches, parse
 from monitor.fetch import Capture, FetchError
 
 DEFAULT_SECRETS = Path("snapshots/secrets")
@@ -88,7 +88,7 @@ def session_expired(capture: Capture, requested_url: str, logged_in: str | None)
     URL or a password field on the page (where the requested URL was not itself a login URL).
     """
     if logged_in is not None:
-        return count_matches(capture.html, logged_in) == 0
+        return count_matches(parse(capture.html), logged_in) == 0
     final_path = urlsplit(capture.final_url).path
     if final_path != urlsplit(requested_url).path and LOGIN_URL_HINT.search(final_path):
         return True

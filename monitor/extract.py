@@ -225,10 +225,10 @@ def parse(html: str) -> Element | None:
     as UTF-8 so that a `<meta charset>` or XML declaration in it cannot make the parser
     decode it again."""
     data = _DOCUMENT_END_TAGS.sub(b"", html.encode("utf-8", "replace"))
-    parser = etree.HTMLParser(encoding="utf-8", huge_tree=True)
+    parser = etree.HTMLParser(encoding="utf-8", huge_tree=True)  # 2,048 levels, not 256
     root = etree.fromstring(data, parser)
     if any(error.type == etree.ErrorTypes.ERR_RESOURCE_LIMIT for error in parser.error_log):
-        # libxml2's tree stops at 2,048 levels of nesting and drops the rest of the page.
+        # Deeper than that, libxml2's tree drops the rest of the page.
         return etree.fromstring(data, etree.HTMLParser(encoding="utf-8", target=_DeepTree()))
     return root
 
@@ -266,9 +266,8 @@ def css(selector: str) -> Callable[[Element], list[Element]]:
         raise ValueError(f"{selector!r} is not a valid CSS selector: {exc}") from exc
 
 
-def count_matches(html: str, selector: str) -> int:
-    """How many elements of the page the selector matches."""
-    root = parse(html)
+def count_matches(root: Element | None, selector: str) -> int:
+    """How many elements of a parsed page (`parse`) the selector matches."""
     return 0 if root is None else len(css(selector)(root))
 
 

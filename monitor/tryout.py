@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from monitor.extract import SelectorMissing, count_matches, extract, normalise_text
+from monitor.extract import SelectorMissing, count_matches, extract, normalise_text, parse
 from monitor.fetch import Capture, Fetcher, FetchMode
 from monitor.targets import Page, PageDecl, TargetError
 from monitor.vocabulary import find_terms
@@ -103,6 +103,7 @@ def _taken(before: list[str], after: list[str]) -> tuple[str, ...]:
 
 def inspect_html(html: str, base_url: str, decl: PageDecl) -> Inspection:
     """Run the real extraction once per rule so each rule's effect can be shown on its own."""
+    tree = parse(html)  # for the counts of matches; extraction takes its own tree apart
 
     def blocks(**rules: Any) -> list[str]:
         return extract(html, base_url=base_url, **rules).blocks
@@ -111,12 +112,12 @@ def inspect_html(html: str, base_url: str, decl: PageDecl) -> Inspection:
     unselected = blocks()
     for selector in decl.remove:
         without = blocks(remove=(selector,))
-        matched = count_matches(html, selector)
+        matched = count_matches(tree, selector)
         removals.append(Removal(f"remove {selector}", matched, _taken(unselected, without)))
     select_missing = False
     trimmed = blocks(remove=decl.remove)
     if decl.select:
-        matched = count_matches(html, decl.select)
+        matched = count_matches(tree, decl.select)
         try:
             selected = blocks(select=decl.select, remove=decl.remove)
         except SelectorMissing:

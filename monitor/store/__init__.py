@@ -239,8 +239,6 @@ class Store:
             reason = f"{exc.orig}{_full_disk_note(self.engine)}"
             raise StoreError(f"cannot open the store {redact_url(url)}: {reason}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite takes one writer at a time and makes the others sleep and retry (up to 100 ms
-        # a turn): checks of this process wait their turn here instead, handed over at once.
         self._write_turn: AbstractContextManager[object] = (
             threading.Lock() if self.engine.dialect.name == "sqlite" else nullcontext()
         )
@@ -251,6 +249,14 @@ class Store:
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session for the writes every check makes. SQLite takes one writer at a time and
+        makes the others sleep and retry (up to 100 ms a turn): the threads of this process
+        queue here instead, each handing over at once."""
+        with self._write_turn, self.session() as session:
             yield session
 
     def sync_pages(self, pages: Iterable[Page]) -> None:
@@ -305,7 +311,7 @@ class Store:
 
     def record_check(self, record: CheckRecord) -> RecordedCheck:
         """Write a check, its version (new or seen before) and its change in one transaction."""
-        with self._write_turn, self.session() as session:
+        with self.writing() as session:
             page = session.get(PageRow, record.page_id, with_for_update=True)
             if page is None:
                 raise StoreError(f"page {record.page_id!r} is not in the store (sync_pages first)")
@@ -430,7 +436,7 @@ class Store:
 
     def set_fingerprint(self, version_id: int, fingerprint: str) -> None:
         """New rules for the current version's text (which they read the same)."""
-        with self.session() as session:
+        with self.writing() as session:
             version = session.get(VersionRow, version_id)
             if version is not None:
                 version.fingerprint = fingerprint
@@ -443,7 +449,7 @@ class Store:
     ) -> int:
         """A technical version: the stored page extracted again with the current rules. It
         becomes the page's current version, with a change that is never alerted."""
-        with self._write_turn, self.session() as session:
+        with self.writing() as session:
             page = session.get(PageRow, page_id, with_for_update=True)
             if page is None or page.current_version_id is None:
                 raise StoreError(f"page {page_id!r} has no version to extract again")
