@@ -12,6 +12,7 @@ unless --no-validators. Prints a table and writes bench/results/check_now.json.
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import os
@@ -168,6 +169,29 @@ def tree_pss_kb(root: int) -> int:
     return total
 
 
+class PeakPss:
+    """Samples the summed PSS of some process trees every 50 ms in a thread, keeping the peak."""
+
+    def __init__(self, roots: list[int]) -> None:
+        self.roots = roots
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kb = max(self.peak_kb, sum(tree_pss_kb(root) for root in self.roots))
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> PeakPss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_check(monitor: str, targets: Path, db: str, concurrency: int) -> dict[str, Any]:
     """One `monitor check-now` over the targets: wall time (start-up included) and peak PSS."""
     started = time.perf_counter()
@@ -189,12 +213,10 @@ def run_check(monitor: str, targets: Path, db: str, concurrency: int) -> dict[st
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    peak = 0
-    while process.poll() is None:
-        peak = max(peak, tree_pss_kb(process.pid))
-        time.sleep(0.05)
+    with PeakPss([process.pid]) as pss:  # reading as it runs: a full pipe would stall it
+        output, _ = process.communicate()
     elapsed = time.perf_counter() - started
-    lines = [json.loads(line) for line in process.stdout.read().splitlines()]  # type: ignore[union-attr]
+    lines = [json.loads(line) for line in output.splitlines()]
     statuses: dict[str, int] = {}
     for line in lines:
         statuses[line["status"]] = statuses.get(line["status"], 0) + 1
@@ -202,7 +224,7 @@ def run_check(monitor: str, targets: Path, db: str, concurrency: int) -> dict[st
     return {
         "seconds": round(elapsed, 2),
         "pages_per_s": round(len(lines) / elapsed, 1),
-        "peak_pss_mb": round(peak / 1024),
+        "peak_pss_mb": round(pss.peak_kb / 1024),
         "ok": len(lines) - failed,
         "failed": failed,
         "statuses": statuses,
@@ -214,6 +236,9 @@ def run_monitor(urls: list[str], *, browser: bool, workers: int) -> dict[str, An
     """Our tool on `urls` in a fresh store, declared `fetch: browser` or `http`: a first run,
     then an unchanged re-run (the same shape as bench/peers.py's results)."""
     monitor = str(Path(sys.executable).with_name("monitor"))
+    # pip compiles an installed package's bytecode (the peers' included); an editable install
+    # run with PYTHONDONTWRITEBYTECODE would compile our modules again on every start
+    compileall.compile_dir(Path(__file__).parents[1] / "monitor", quiet=1)
     fetch = "browser" if browser else "http"
     with tempfile.TemporaryDirectory() as scratch:
         targets = Path(scratch) / "targets"

@@ -51,7 +51,6 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, nullcontext, suppress
@@ -60,7 +59,7 @@ from typing import Any
 
 import httpx
 import yaml
-from check_now import article, serve, tree_pss_kb, write_results
+from check_now import PeakPss, article, serve, write_results
 
 from monitor.fetch.browser import CHROMIUM_FLAGS
 from monitor.fetch.install import chromium_executable
@@ -119,29 +118,6 @@ def peer_venv(name: str, version: str) -> Path:
         raise PeerError(f"installing {name}=={version} failed, see {log}")
     marker.write_text(wanted)
     return venv
-
-
-class PeakPss:
-    """Samples the summed PSS of some process trees every 50 ms in a thread, keeping the peak."""
-
-    def __init__(self, roots: list[int]) -> None:
-        self.roots = roots
-        self.peak_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak_kb = max(self.peak_kb, sum(tree_pss_kb(root) for root in self.roots))
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> PeakPss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def stop_group(process: subprocess.Popen[Any]) -> None:

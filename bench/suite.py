@@ -10,7 +10,7 @@ the last check). Our tool runs at each --concurrency setting, the peers at --wor
 (bench/peers.py says how each is driven). Prints the tables, the ratios to the faster peer
 and the goals, and writes bench/results/suite.json and bench/results/suite.md.
 
-    .venv/bin/python bench/suite.py                 # about 30 minutes on 2 cores
+    .venv/bin/python bench/suite.py                 # about 40 minutes on 2 cores
     .venv/bin/python bench/suite.py --quick         # one repeat, fewer pages: a few minutes
 """
 
@@ -253,13 +253,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--pages", type=int, default=200, help="plain HTTP pages")
+    parser.add_argument(
+        "--pages", type=int, default=1000, help="plain HTTP pages (a run's start-up weighs less)"
+    )
     parser.add_argument("--browser-pages", type=int, default=50, help="pages built by scripts")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", default="4,8,16", help="our settings, comma-separated")
     parser.add_argument("--workers", type=int, default=8, help="the peers' worker count")
     parser.add_argument("--skip-peers", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="20 pages, one repeat")
+    parser.add_argument(
+        "--quick", action="store_true", help="50 HTTP and 20 browser pages, one repeat"
+    )
     args = parser.parse_args()
     if args.quick:
         args.pages, args.browser_pages, args.repeat = 50, 20, 1

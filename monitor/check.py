@@ -150,7 +150,7 @@ def _moved(before: str, after: str) -> bool:
         parts = urlsplit(normalise_url(url, url) or url)
         return mask(f"{parts.hostname or ''}{parts.path.rstrip('/')}").lower()
 
-    return key(before) != key(after)
+    return before != after and key(before) != key(after)
 
 
 class Checker:
@@ -210,8 +210,7 @@ class Checker:
     async def _check(self, page: Page) -> CheckResult:
         started_at = utcnow()
         started = time.perf_counter()
-        state = await asyncio.to_thread(self.store.page_state, page.id)
-        state = await asyncio.to_thread(rebaseline, self.store, page, state, at=started_at)
+        state = await asyncio.to_thread(self._state, page, started_at)
         # A page that worked last time gets a second try before its failure counts.
         worked = state.text is not None and state.last_outcome != "error"
         note = None
@@ -246,6 +245,9 @@ class Checker:
             error=record.error,
             fetch_mode=record.fetch_mode,
         )
+
+    def _state(self, page: Page, at: datetime) -> PageState:
+        return rebaseline(self.store, page, self.store.page_state(page.id), at=at)
 
     def _failure(self, state: PageState, failure: PageFailure) -> NewChange | None:
         """A page that worked and now fails is a critical change, once: when its failures in

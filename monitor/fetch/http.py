@@ -84,7 +84,8 @@ class HttpFetcher:
             if value
         }
         try:
-            return await asyncio.wait_for(self._fetch(url, conditions), timeout=self.timeout)
+            async with asyncio.timeout(self.timeout):  # in this task: no task per fetch
+                return await self._fetch(url, conditions)
         except TimeoutError:
             raise FetchError(f"timed out after {self.timeout:g}s", "timeout") from None
 

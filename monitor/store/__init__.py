@@ -16,7 +16,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
@@ -111,24 +122,55 @@ class RecordedCheck:
 CAPTURES_KEPT = int(os.environ.get("MONITOR_CAPTURES_KEPT", "10"))
 
 
-def _prune_captures(session: Session, page_id: str, keep: int) -> None:
-    """Keep the raw captures of a page's latest versions only (and always of `keep`)."""
-    recent = (
-        select(VersionRow.id)
-        .where(VersionRow.page_id == page_id)
-        .order_by(VersionRow.last_seen.desc(), VersionRow.id.desc())
-        .limit(CAPTURES_KEPT)
+# The statements every check runs, built once: SQLAlchemy then only binds the values (building
+# and caching a statement per call cost more than the database's own work).
+_PAGES, _VERSIONS = PageRow.__table__, VersionRow.__table__
+_PAGE_STATE = (
+    select(
+        _VERSIONS.c.id.label("version_id"),
+        _VERSIONS.c.text,
+        _VERSIONS.c.content_hash,
+        _VERSIONS.c.final_url,
+        _PAGES.c.last_mode,
+        _PAGES.c.last_outcome,
+        _PAGES.c.consecutive_failures,
+        _VERSIONS.c.fingerprint,
+        _PAGES.c.raw_hash,
+        _PAGES.c.etag,
+        _PAGES.c.last_modified,
     )
-    session.execute(
-        update(VersionRow)
-        .where(
-            VersionRow.page_id == page_id,
-            VersionRow.id != keep,
-            VersionRow.capture.is_not(None),
-            VersionRow.id.not_in(recent.scalar_subquery()),
-        )
-        .values(capture=None)
+    .select_from(_PAGES.outerjoin(_VERSIONS, _VERSIONS.c.id == _PAGES.c.current_version_id))
+    .where(_PAGES.c.id == bindparam("page_id"))
+)
+_PAGE_FOR_UPDATE = (
+    select(_PAGES.c.current_version_id, _PAGES.c.consecutive_failures, _PAGES.c.failing_since)
+    .where(_PAGES.c.id == bindparam("page_id"))
+    .with_for_update()
+)
+_INSERT_CHECK = insert(CheckRow.__table__).returning(CheckRow.__table__.c.id)
+_UPDATE_PAGE = update(_PAGES).where(_PAGES.c.id == bindparam("page_id"))
+_FIND_VERSION = select(_VERSIONS.c.id).where(
+    _VERSIONS.c.page_id == bindparam("page_id"),
+    _VERSIONS.c.content_hash == bindparam("content_hash"),
+)
+_INSERT_VERSION = insert(_VERSIONS).returning(_VERSIONS.c.id)
+_UPDATE_VERSION = update(_VERSIONS).where(_VERSIONS.c.id == bindparam("version_id"))
+_PRUNE_CAPTURES = (
+    update(_VERSIONS)
+    .where(
+        _VERSIONS.c.page_id == bindparam("of_page"),
+        _VERSIONS.c.id != bindparam("keep"),
+        _VERSIONS.c.capture.is_not(None),
+        _VERSIONS.c.id.not_in(
+            select(_VERSIONS.c.id)
+            .where(_VERSIONS.c.page_id == bindparam("of_page"))
+            .order_by(_VERSIONS.c.last_seen.desc(), _VERSIONS.c.id.desc())
+            .limit(bindparam("kept"))
+            .scalar_subquery()
+        ),
     )
+    .values(capture=None)
+)
 
 
 def _forget_last_fetch(page: PageRow) -> None:
@@ -273,62 +315,49 @@ class Store:
             }
             for p in pages
         ]
-        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(_PAGES)
+        upsert = statement.on_conflict_do_update(
+            index_elements=[_PAGES.c.id],
+            set_={
+                name: statement.excluded[name]
+                for name in ("provider", "url", "title", "declaration_hash")
+            },
+        )
         with self.session() as session:
-            for start in range(0, len(rows), 500):
-                statement = insert(PageRow).values(rows[start : start + 500])
-                session.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=[PageRow.id],
-                        set_={
-                            name: statement.excluded[name]
-                            for name in ("provider", "url", "title", "declaration_hash")
-                        },
-                    )
-                )
+            if rows:  # one statement, many rows: compiled once, not once per row
+                session.connection().execute(upsert, rows)
 
     def page_state(self, page_id: str) -> PageState:
-        with self.session() as session:
-            row = session.get(PageRow, page_id)
-            if row is None:
-                return PageState(None, None, None, None, None, None, 0)
-            version = (
-                session.get(VersionRow, row.current_version_id) if row.current_version_id else None
-            )
-            return PageState(
-                version_id=version.id if version else None,
-                text=version.text if version else None,
-                content_hash=version.content_hash if version else None,
-                final_url=version.final_url if version else None,
-                last_mode=row.last_mode,
-                last_outcome=row.last_outcome,
-                consecutive_failures=row.consecutive_failures,
-                fingerprint=version.fingerprint if version else None,
-                raw_hash=row.raw_hash,
-                etag=row.etag,
-                last_modified=row.last_modified,
-            )
+        with self.engine.connect() as connection:
+            row = connection.execute(_PAGE_STATE, {"page_id": page_id}).first()
+        if row is None:
+            return PageState(None, None, None, None, None, None, 0)
+        return PageState(**row._mapping)
 
     def record_check(self, record: CheckRecord) -> RecordedCheck:
-        """Write a check, its version (new or seen before) and its change in one transaction."""
+        """Write a check, its version (new or seen before) and its change in one transaction.
+        The page row is locked first, so that instances checking the same page take turns."""
         with self.writing() as session:
-            page = session.get(PageRow, record.page_id, with_for_update=True)
+            connection = session.connection()
+            page = connection.execute(_PAGE_FOR_UPDATE, {"page_id": record.page_id}).first()
             if page is None:
                 raise StoreError(f"page {record.page_id!r} is not in the store (sync_pages first)")
-            previous_version_id = page.current_version_id
+            fields: dict[str, Any] = {
+                "last_checked_at": record.started_at,
+                "last_outcome": record.outcome,
+            }
             version_id = None
             if record.text is not None:
-                version = self._upsert_version(session, record)
-                version_id = version.id
-                page.current_version_id = version.id
-                page.last_mode = record.fetch_mode
+                version_id = self._upsert_version(connection, record)
+                fields |= {"current_version_id": version_id, "last_mode": record.fetch_mode}
             change_id = None
             if record.change is not None:
                 change = ChangeRow(
                     page_id=record.page_id,
                     kind=record.change.kind,
                     severity=record.change.severity,
-                    from_version_id=previous_version_id,
+                    from_version_id=page.current_version_id,
                     to_version_id=version_id,
                     detected_at=record.started_at,
                     summary=record.change.summary,
@@ -340,63 +369,68 @@ class Store:
                 session.flush()
                 change_id = change.id
                 outbox.add(session, change.id, record.deliveries, record.started_at)
-            check = CheckRow(
-                page_id=record.page_id,
-                started_at=record.started_at,
-                duration_ms=record.duration_ms,
-                outcome=record.outcome,
-                fetch_mode=record.fetch_mode,
-                status=record.status,
-                version_id=version_id,
-                change_id=change_id,
-                error=record.error,
-            )
-            session.add(check)
-            page.last_checked_at = record.started_at
-            page.last_outcome = record.outcome
             if record.outcome == "error":
-                page.consecutive_failures += 1
-                page.failing_since = page.failing_since or record.started_at
-                page.last_error = record.error
+                fields |= {
+                    "consecutive_failures": page.consecutive_failures + 1,
+                    "failing_since": page.failing_since or record.started_at,
+                    "last_error": record.error,
+                }
             else:
-                page.consecutive_failures = 0
-                page.failing_since = None
-                page.last_error = None
-                page.raw_hash = record.raw_hash
-                page.etag, page.last_modified = record.etag, record.last_modified
-            session.flush()
-            return RecordedCheck(check.id, version_id, change_id)
+                fields |= {
+                    "consecutive_failures": 0,
+                    "failing_since": None,
+                    "last_error": None,
+                    "raw_hash": record.raw_hash,
+                    "etag": record.etag,
+                    "last_modified": record.last_modified,
+                }
+            check_id = connection.execute(
+                _INSERT_CHECK,
+                {
+                    "page_id": record.page_id,
+                    "started_at": record.started_at,
+                    "duration_ms": record.duration_ms,
+                    "outcome": record.outcome,
+                    "fetch_mode": record.fetch_mode,
+                    "status": record.status,
+                    "version_id": version_id,
+                    "change_id": change_id,
+                    "error": record.error,
+                },
+            ).scalar_one()
+            connection.execute(_UPDATE_PAGE, {"page_id": record.page_id, **fields})
+            return RecordedCheck(check_id, version_id, change_id)
 
     @staticmethod
-    def _upsert_version(session: Session, record: CheckRecord) -> VersionRow:
+    def _upsert_version(connection: Connection, record: CheckRecord) -> int:
+        """The id of the page's version with this text: found and marked seen, or added.
+        Only the latest versions keep their raw capture."""
         assert record.text is not None
         digest = content_hash(record.text)
-        version = session.scalar(
-            select(VersionRow).where(
-                VersionRow.page_id == record.page_id, VersionRow.content_hash == digest
-            )
-        )
-        if version is None:
-            version = VersionRow(
-                page_id=record.page_id,
-                content_hash=digest,
-                text=record.text,
-                first_seen=record.started_at,
-                last_seen=record.started_at,
-                fetch_mode=record.fetch_mode or "http",
-                final_url=record.final_url or "",
-                status=record.status or 200,
-            )
-            session.add(version)
-            session.flush()
-        else:
-            version.last_seen = record.started_at
-            version.final_url = record.final_url or version.final_url
-        version.fingerprint = record.fingerprint or version.fingerprint
+        found = {"page_id": record.page_id, "content_hash": digest}
+        version_id = connection.execute(_FIND_VERSION, found).scalar()
+        seen: dict[str, Any] = {"last_seen": record.started_at}
+        if record.final_url:
+            seen["final_url"] = record.final_url
+        if record.fingerprint:
+            seen["fingerprint"] = record.fingerprint
         if record.capture is not None:
-            version.capture = record.capture
-            _prune_captures(session, record.page_id, keep=version.id)
-        return version
+            seen["capture"] = record.capture
+        if version_id is None:
+            first = {
+                "first_seen": record.started_at,
+                "text": record.text,
+                "fetch_mode": record.fetch_mode or "http",
+                "final_url": "",
+                "status": record.status or 200,
+            }
+            version_id = connection.execute(_INSERT_VERSION, found | first | seen).scalar_one()
+        else:
+            connection.execute(_UPDATE_VERSION, {"version_id": version_id, **seen})
+        if record.capture is not None:
+            kept = {"of_page": record.page_id, "keep": version_id, "kept": CAPTURES_KEPT}
+            connection.execute(_PRUNE_CAPTURES, kept)
+        return version_id
 
     # -- reading -------------------------------------------------------------------------
 
@@ -467,14 +501,14 @@ class Store:
                 fingerprint=fingerprint,
                 capture=previous.capture,
             )
-            version = self._upsert_version(session, record)
+            version_id = self._upsert_version(session.connection(), record)
             session.add(
                 ChangeRow(
                     page_id=page_id,
                     kind=change.kind,
                     severity=change.severity,
                     from_version_id=previous.id,
-                    to_version_id=version.id,
+                    to_version_id=version_id,
                     detected_at=at,
                     summary=change.summary,
                     reasons=change.reasons,
@@ -482,9 +516,9 @@ class Store:
                     diff=change.diff,
                 )
             )
-            page.current_version_id = version.id
+            page.current_version_id = version_id
             _forget_last_fetch(page)
-            return version.id
+            return version_id
 
     def version(self, version_id: int | None) -> VersionRow | None:
         if version_id is None:
