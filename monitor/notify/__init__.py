@@ -12,7 +12,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import apprise
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.compare import Hunk, severity_rank
@@ -34,7 +33,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SENDING_LEASE = timedelta(minutes=10)
-_NOTIFY_TYPE = {"critical": apprise.NotifyType.FAILURE, "relevant": apprise.NotifyType.WARNING}
+_NOTIFY_TYPE = {"critical": "failure", "relevant": "warning"}  # Apprise's NotifyType values
 
 
 @dataclass
@@ -112,9 +111,7 @@ class Notifier:
             results.append(
                 (
                     destination.label,
-                    self._deliver(
-                        destination, "optout-monitor test", body, "text", apprise.NotifyType.INFO
-                    ),
+                    self._deliver(destination, "optout-monitor test", body, "text", "info"),
                 )
             )
         return results
@@ -127,18 +124,23 @@ class Notifier:
             title(alerts),
             render(alerts, fmt, self.base_url),
             fmt,
-            _NOTIFY_TYPE.get(worst.severity, apprise.NotifyType.INFO),
+            _NOTIFY_TYPE.get(worst.severity, "info"),
         )
 
     @staticmethod
     def _deliver(
-        destination: Destination, subject: str, body: str, fmt: str, notify_type: apprise.NotifyType
+        destination: Destination, subject: str, body: str, fmt: str, notify_type: str
     ) -> str | None:
         """Send one message; None when the service accepted it, else the (scrubbed) reason."""
+        import apprise  # loaded already: the destination was made by it
+
         with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
             try:
                 accepted = destination.apprise.notify(
-                    body=body, title=subject, body_format=fmt, notify_type=notify_type
+                    body=body,
+                    title=subject,
+                    body_format=fmt,
+                    notify_type=apprise.NotifyType(notify_type),
                 )
             except Exception as exc:  # a plugin bug must not lose the outbox state
                 accepted, captured_error = False, f"{type(exc).__name__}: {exc}"

@@ -15,11 +15,13 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-import apprise
-
 from monitor.compare import severity_rank
+
+if TYPE_CHECKING:  # Apprise loads when a destination is made: most runs have none
+    import apprise
 
 DEFAULT_MIN_SEVERITY = "relevant"
 DIGEST_HOUR = 0  # UTC: minor changes for `digest` destinations go out after midnight
@@ -96,6 +98,8 @@ def _destination(server: apprise.plugins.NotifyBase, given: str = "") -> Destina
     url = server.url()
     tags = {str(tag) for tag in server.tags}
     levels = [match.group(1) for tag in tags if (match := _MIN_TAG.match(tag))]
+    import apprise
+
     single = apprise.Apprise()
     single.add(server)
     return Destination(
@@ -112,6 +116,8 @@ def _destination(server: apprise.plugins.NotifyBase, given: str = "") -> Destina
 def load_destinations(values: tuple[str, ...] | list[str]) -> list[Destination]:
     """Destinations from `--notify` values: Apprise URLs, or paths of Apprise config files
     (YAML or TEXT, with tags). An unusable value is an error naming it (redacted)."""
+    import apprise
+
     servers: list[tuple[apprise.plugins.NotifyBase, str]] = []
     for value in values:
         for item in value.split():
