@@ -247,6 +247,7 @@ class Checker:
         )
 
     def _state(self, page: Page, at: datetime) -> PageState:
+        """The page's state, re-baselined if its rules changed: one trip to a thread."""
         return rebaseline(self.store, page, self.store.page_state(page.id), at=at)
 
     def _failure(self, state: PageState, failure: PageFailure) -> NewChange | None:

@@ -99,6 +99,26 @@ def test_versions_are_stored_once_and_reused(store: Store) -> None:
     assert store.count_checks("page") == 4
 
 
+def test_syncing_again_updates_the_declaration_and_keeps_the_history(
+    store: Store, targets_dir: Path
+) -> None:
+    first = store.record_check(record(0, "first", "A"))
+    store.record_check(record(1, "error", error="HTTP 503"))
+    moved = [
+        {"id": "page", "url": "https://x.test/new", "title": "Moved"},
+        {"id": "other", "url": "https://x.test/o"},
+    ]
+    (targets_dir / "p.yaml").unlink()
+    write_targets(targets_dir, "Q", moved)
+    store.sync_pages(load_targets(targets_dir))
+    store.sync_pages([])
+    page = store.page("page")
+    assert (page.provider, page.url, page.title) == ("Q", "https://x.test/new", "Moved")
+    assert page.current_version_id == first.version_id
+    assert page.consecutive_failures == 1  # the declaration's upsert leaves the checks' state
+    assert store.page("other") is not None
+
+
 def test_failures_are_counted_and_cleared(store: Store) -> None:
     store.record_check(record(0, "first", "A"))
     store.record_check(CheckRecord("page", T0 + timedelta(hours=1), 5, "error", error="HTTP 503"))

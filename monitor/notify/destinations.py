@@ -95,11 +95,11 @@ class Destination:
 
 def _destination(server: apprise.plugins.NotifyBase, given: str = "") -> Destination:
     """`given`: the URL as the user wrote it, which may hold secrets Apprise does not echo."""
+    import apprise
+
     url = server.url()
     tags = {str(tag) for tag in server.tags}
     levels = [match.group(1) for tag in tags if (match := _MIN_TAG.match(tag))]
-    import apprise
-
     single = apprise.Apprise()
     single.add(server)
     return Destination(

@@ -324,9 +324,9 @@ class Store:
                 for name in ("provider", "url", "title", "declaration_hash")
             },
         )
-        with self.session() as session:
-            if rows:  # one statement, many rows: compiled once, not once per row
-                session.connection().execute(upsert, rows)
+        if rows:  # one statement, many rows: compiled once, not once per row
+            with self.engine.begin() as connection:
+                connection.execute(upsert, rows)
 
     def page_state(self, page_id: str) -> PageState:
         with self.engine.connect() as connection:
