@@ -305,7 +305,7 @@ class Checker:
         capture, text = observation.capture, observation.extraction.text
         stored = outcome != "unchanged"
         raw = None
-        if stored and not capture.not_modified:  # zlib lets go of the GIL: off the event loop
+        if stored and not capture.not_modified:  # lets go of the GIL: off the event loop
             raw = await asyncio.to_thread(compress, capture.html)
         record = CheckRecord(
             page.id,

@@ -148,6 +148,7 @@ _PAGE_FOR_UPDATE = (
     .with_for_update()
 )
 _INSERT_CHECK = insert(CheckRow.__table__).returning(CheckRow.__table__.c.id)
+_INSERT_CHANGE = insert(ChangeRow.__table__).returning(ChangeRow.__table__.c.id)
 _UPDATE_PAGE = update(_PAGES).where(_PAGES.c.id == bindparam("page_id"))
 _FIND_VERSION = select(_VERSIONS.c.id).where(
     _VERSIONS.c.page_id == bindparam("page_id"),
@@ -295,9 +296,9 @@ class Store:
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
-        """A session for the writes every check makes. SQLite takes one writer at a time and
-        makes the others sleep and retry (up to 100 ms a turn): the threads of this process
-        queue here instead, each handing over at once."""
+        """A session for writes, taken in turn (`_write_turn`, as `record_check` does): SQLite
+        takes one writer at a time and makes the others sleep and retry (up to 100 ms a turn),
+        so the threads of this process queue instead, each handing over at once."""
         with self._write_turn, self.session() as session:
             yield session
 
@@ -338,8 +339,8 @@ class Store:
     def record_check(self, record: CheckRecord) -> RecordedCheck:
         """Write a check, its version (new or seen before) and its change in one transaction.
         The page row is locked first, so that instances checking the same page take turns."""
-        with self.writing() as session:
-            connection = session.connection()
+        # Plain SQL on one connection: an ORM session per check cost more than its writes.
+        with self._write_turn, self.engine.begin() as connection:
             page = connection.execute(_PAGE_FOR_UPDATE, {"page_id": record.page_id}).first()
             if page is None:
                 raise StoreError(f"page {record.page_id!r} is not in the store (sync_pages first)")
@@ -353,22 +354,23 @@ class Store:
                 fields |= {"current_version_id": version_id, "last_mode": record.fetch_mode}
             change_id = None
             if record.change is not None:
-                change = ChangeRow(
-                    page_id=record.page_id,
-                    kind=record.change.kind,
-                    severity=record.change.severity,
-                    from_version_id=page.current_version_id,
-                    to_version_id=version_id,
-                    detected_at=record.started_at,
-                    summary=record.change.summary,
-                    reasons=record.change.reasons,
-                    terms=record.change.terms,
-                    diff=record.change.diff,
-                )
-                session.add(change)
-                session.flush()
-                change_id = change.id
-                outbox.add(session, change.id, record.deliveries, record.started_at)
+                change = record.change
+                change_id = connection.execute(
+                    _INSERT_CHANGE,
+                    {
+                        "page_id": record.page_id,
+                        "kind": change.kind,
+                        "severity": change.severity,
+                        "from_version_id": page.current_version_id,
+                        "to_version_id": version_id,
+                        "detected_at": record.started_at,
+                        "summary": change.summary,
+                        "reasons": change.reasons,
+                        "terms": change.terms,
+                        "diff": change.diff,
+                    },
+                ).scalar_one()
+                outbox.add(connection, change_id, record.deliveries, record.started_at)
             if record.outcome == "error":
                 fields |= {
                     "consecutive_failures": page.consecutive_failures + 1,

@@ -11,8 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, func, insert, select, update
 
 from monitor.store.models import ChangeRow, DeliveryRow
 
@@ -24,25 +23,27 @@ BACKOFF_MAX = timedelta(hours=6)
 
 
 def add(
-    session: Session,
+    connection: Connection,
     change_id: int,
     destinations: Iterable[tuple[str, str, datetime]],
     now: datetime,
 ) -> None:
     """Pending deliveries of a change, inside the transaction that records the change; each
     becomes due at its own time (now, or a digest's)."""
-    for key, label, due in destinations:
-        session.add(
-            DeliveryRow(
-                change_id=change_id,
-                destination=key,
-                label=label,
-                state="pending",
-                attempts=0,
-                created_at=now,
-                next_attempt_at=due,
-            )
-        )
+    rows = [
+        {
+            "change_id": change_id,
+            "destination": key,
+            "label": label,
+            "state": "pending",
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": due,
+        }
+        for key, label, due in destinations
+    ]
+    if rows:
+        connection.execute(insert(DeliveryRow.__table__), rows)
 
 
 def claim_due(store: Store, keys: Iterable[str], now: datetime) -> list[DeliveryRow]:
