@@ -32,7 +32,15 @@ from monitor.extract import (
     normalise_url,
 )
 from monitor.fetch import Capture, Fetcher, FetchError, FetchMode
-from monitor.store import CheckRecord, NewChange, PageState, Store, VersionRow, content_hash
+from monitor.store import (
+    CheckRecord,
+    NewChange,
+    PageState,
+    RecordedCheck,
+    Store,
+    VersionRow,
+    content_hash,
+)
 from monitor.store.models import utcnow
 from monitor.targets import Page
 
@@ -213,10 +221,10 @@ class Checker:
         state = await asyncio.to_thread(self._state, page, started_at)
         # A page that worked last time gets a second try before its failure counts.
         worked = state.text is not None and state.last_outcome != "error"
-        note = None
+        note, kept = None, None
         try:
             observation = await self.observer.observe(page, state, retry=worked)
-            record, note = await self._judge(page, state, observation, started_at, started)
+            record, note, kept = await self._judge(page, state, observation, started_at, started)
         except PageFailure as failure:
             record = CheckRecord(
                 page.id,
@@ -234,7 +242,7 @@ class Checker:
             record = CheckRecord(page.id, started_at, _ms_since(started), "error", error=reason)
         if record.change and self.route:
             record = replace(record, deliveries=self.route(page, record.change.severity))
-        recorded = await asyncio.to_thread(self.store.record_check, record)
+        recorded = await asyncio.to_thread(self._record, record, kept)
         return CheckResult(
             page,
             record.outcome,  # type: ignore[arg-type]
@@ -245,6 +253,13 @@ class Checker:
             error=record.error,
             fetch_mode=record.fetch_mode,
         )
+
+    def _record(self, record: CheckRecord, kept: str | None) -> RecordedCheck:
+        """Compress the raw page to keep, if any, and write the check: one trip to a thread
+        (each trip wakes another thread, which costs more than compressing a page)."""
+        if kept is not None:
+            record = replace(record, capture=compress(kept))
+        return self.store.record_check(record)
 
     def _state(self, page: Page, at: datetime) -> PageState:
         """The page's state, re-baselined if its rules changed: one trip to a thread."""
@@ -264,9 +279,10 @@ class Checker:
         observation: Observation,
         started_at: datetime,
         started: float,
-    ) -> tuple[CheckRecord, str | None]:
+    ) -> tuple[CheckRecord, str | None, str | None]:
         """First, unchanged or changed; a real difference is confirmed by a second fetch.
-        Also returns a note for the summary when a difference was not confirmed."""
+        Also returns a note for the summary when a difference was not confirmed, and the raw
+        page to keep with a new version (compressed on the way to the store)."""
         change, note = None, None
         recovering = state.last_outcome == "error" and state.consecutive_failures > 0
         if state.text is None:
@@ -304,9 +320,6 @@ class Checker:
                 change = _new_change("variant" if variant else "content", assessment)
         capture, text = observation.capture, observation.extraction.text
         stored = outcome != "unchanged"
-        raw = None
-        if stored and not capture.not_modified:  # lets go of the GIL: off the event loop
-            raw = await asyncio.to_thread(compress, capture.html)
         record = CheckRecord(
             page.id,
             started_at,
@@ -318,12 +331,11 @@ class Checker:
             final_url=capture.final_url,
             change=change,
             fingerprint=fingerprint(page.decl) if stored else None,
-            capture=raw,
             raw_hash=observation.raw_hash,
             etag=capture.etag,
             last_modified=capture.last_modified,
         )
-        return record, note
+        return record, note, capture.html if stored and not capture.not_modified else None
 
     def _assess(
         self, page: Page, state: PageState, observation: Observation, started_at: datetime
@@ -470,21 +482,25 @@ class Observer:
             )
         except FetchError as exc:
             raise PageFailure(exc.reason, status=exc.status, mode=exc.mode) from None
-        if last and capture.not_modified:
-            digest = last.raw_hash
-        else:  # hashing lets go of the GIL: off the event loop
-            digest = await asyncio.to_thread(raw_hash, capture)
-        if last and last.text is not None and digest and digest == last.raw_hash:
-            return Observation(capture, Extraction(last.text), digest)
+        if last and capture.not_modified and last.raw_hash:
+            return Observation(capture, Extraction(last.text), last.raw_hash)
         try:
-            extraction = await asyncio.to_thread(
-                extract,
-                capture.html,
-                base_url=capture.final_url,
-                select=page.decl.select,
-                remove=page.decl.remove,
-                ignore=page.decl.ignore,
-            )
+            return await asyncio.to_thread(self._read, page, capture, last)
         except SelectorMissing:
             return None
+
+    @staticmethod
+    def _read(page: Page, capture: Capture, last: PageState | None) -> Observation:
+        """Hash the raw page and, unless it is the last one, extract its text: one trip to a
+        thread for both (each trip wakes another thread, which costs more than hashing)."""
+        digest = last.raw_hash if last and capture.not_modified else raw_hash(capture)
+        if last and last.text is not None and digest and digest == last.raw_hash:
+            return Observation(capture, Extraction(last.text), digest)
+        extraction = extract(
+            capture.html,
+            base_url=capture.final_url,
+            select=page.decl.select,
+            remove=page.decl.remove,
+            ignore=page.decl.ignore,
+        )
         return Observation(capture, extraction, digest)
