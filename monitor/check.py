@@ -482,8 +482,8 @@ class Observer:
             )
         except FetchError as exc:
             raise PageFailure(exc.reason, status=exc.status, mode=exc.mode) from None
-        if last and capture.not_modified and last.raw_hash:
-            return Observation(capture, Extraction(last.text), last.raw_hash)
+        if last and last.text is not None and capture.not_modified and last.raw_hash:
+            return Observation(capture, Extraction(last.text), last.raw_hash)  # no trip
         try:
             return await asyncio.to_thread(self._read, page, capture, last)
         except SelectorMissing:
