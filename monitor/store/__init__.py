@@ -354,22 +354,13 @@ class Store:
                 fields |= {"current_version_id": version_id, "last_mode": record.fetch_mode}
             change_id = None
             if record.change is not None:
-                change = record.change
-                change_id = connection.execute(
-                    _INSERT_CHANGE,
-                    {
-                        "page_id": record.page_id,
-                        "kind": change.kind,
-                        "severity": change.severity,
-                        "from_version_id": page.current_version_id,
-                        "to_version_id": version_id,
-                        "detected_at": record.started_at,
-                        "summary": change.summary,
-                        "reasons": change.reasons,
-                        "terms": change.terms,
-                        "diff": change.diff,
-                    },
-                ).scalar_one()
+                change_id = self._insert_change(
+                    connection,
+                    record.change,
+                    record.page_id,
+                    (page.current_version_id, version_id),
+                    record.started_at,
+                )
                 outbox.add(connection, change_id, record.deliveries, record.started_at)
             if record.outcome == "error":
                 fields |= {
@@ -402,6 +393,24 @@ class Store:
             ).scalar_one()
             connection.execute(_UPDATE_PAGE, {"page_id": record.page_id, **fields})
             return RecordedCheck(check_id, version_id, change_id)
+
+    @staticmethod
+    def _insert_change(
+        connection: Connection,
+        change: NewChange,
+        page_id: str,
+        versions: tuple[int | None, int | None],
+        at: datetime,
+    ) -> int:
+        """The id of a new change row, from version `versions[0]` to `versions[1]`."""
+        row = {
+            **vars(change),
+            "page_id": page_id,
+            "from_version_id": versions[0],
+            "to_version_id": versions[1],
+            "detected_at": at,
+        }
+        return connection.execute(_INSERT_CHANGE, row).scalar_one()
 
     @staticmethod
     def _upsert_version(connection: Connection, record: CheckRecord) -> int:
@@ -503,21 +512,9 @@ class Store:
                 fingerprint=fingerprint,
                 capture=previous.capture,
             )
-            version_id = self._upsert_version(session.connection(), record)
-            session.add(
-                ChangeRow(
-                    page_id=page_id,
-                    kind=change.kind,
-                    severity=change.severity,
-                    from_version_id=previous.id,
-                    to_version_id=version_id,
-                    detected_at=at,
-                    summary=change.summary,
-                    reasons=change.reasons,
-                    terms=change.terms,
-                    diff=change.diff,
-                )
-            )
+            connection = session.connection()
+            version_id = self._upsert_version(connection, record)
+            self._insert_change(connection, change, page_id, (previous.id, version_id), at)
             page.current_version_id = version_id
             _forget_last_fetch(page)
             return version_id
