@@ -193,6 +193,12 @@ class Checker:
     ) -> list[CheckResult]:
         """Check pages concurrently; results come back in the order of `pages`."""
         await asyncio.to_thread(self.store.sync_pages, pages)
+        return await self.check_each(pages, on_result)
+
+    async def check_each(
+        self, pages: Sequence[Page], on_result: Callable[[CheckResult], None] | None = None
+    ) -> list[CheckResult]:
+        """`check_all` for pages already in the store (`Store.sync_pages`)."""
         slots = asyncio.Semaphore(self.concurrency)
 
         async def bounded(page: Page) -> CheckResult:

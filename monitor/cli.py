@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,9 +23,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from monitor import auth, logs
 from monitor.check import Checker, CheckResult, store_reason
 from monitor.fetch import DEFAULT_TIMEOUT, Fetcher, FetchError
+from monitor.fetch.browser import BrowserPool
 from monitor.fetch.install import BrowserUnavailable
 from monitor.notify import SENDING_LEASE, DestinationError, Notifier, load_destinations
 from monitor.render import render_change, severity_text
+from monitor.spread import PAGES_PER_PROCESS, RemoteBrowser, Spread, process_count
 from monitor.store import DEFAULT_DB, Store, StoreError, outbox, redact_url
 from monitor.store.models import iso, utcnow
 from monitor.target_health import stored_warnings
@@ -174,6 +177,14 @@ def program() -> None:
     main()
 
 
+def _processes(_ctx: click.Context, _param: click.Parameter, value: str) -> int | None:
+    if value == "auto":
+        return None
+    if value.isdigit() and 1 <= int(value) <= 64:
+        return int(value)
+    raise click.BadParameter(f"{value!r} is not 'auto' or a number of processes from 1 to 64")
+
+
 @main.command("check-now")
 @click.argument("ids", nargs=-1)
 @targets_option
@@ -188,6 +199,15 @@ def program() -> None:
     help="Seconds before a failed fetch is tried again (a failure counts only if "
     "the retry fails too).",
 )
+@click.option(
+    "--processes",
+    default="auto",
+    show_default=True,
+    callback=_processes,
+    help="Processes sharing the pages that need no browser, each with --concurrency checks "
+    f"(the browser stays in one). auto: one per core, given {PAGES_PER_PROCESS} such pages "
+    "per process. Linux only; elsewhere 1.",
+)
 @notify_options
 def check_now(
     ids: tuple[str, ...],
@@ -198,6 +218,7 @@ def check_now(
     browser_pages: int,
     timeout: float,
     retry_delay: float,
+    processes: int | None,
     notify_urls: tuple[str, ...],
     no_notify: bool,
 ) -> None:
@@ -209,11 +230,16 @@ def check_now(
     pages = load_pages(targets_dir, ids)
     notifier = make_notifier(notify_urls, no_notify, pages)
     store = open_store(db_url)
+    checker = partial(
+        Checker,
+        concurrency=concurrency,
+        route=notifier.route if notifier else None,
+        retry_delay=retry_delay,
+    )
     try:
+        spread = _spread(store, pages, process_count(pages, processes), checker, timeout)
         results = asyncio.run(
-            _run_checks(
-                store, pages, as_json, concurrency, browser_pages, timeout, retry_delay, notifier
-            )
+            _run_checks(store, pages, as_json, browser_pages, timeout, checker, spread)
         )
         if notifier is not None:  # this run's alerts, and any left from earlier runs
             err.print(notifier.flush(store).describe())
@@ -226,28 +252,57 @@ def check_now(
     sys.exit(EXIT_UNCHECKED if any(r.status == "error" for r in results) else EXIT_OK)
 
 
+def _spread(
+    store: Store,
+    pages: list[Page],
+    processes: int,
+    checker: Callable[[Store, Fetcher], Checker],
+    timeout: float,
+) -> Spread | None:
+    """With more than one process: the pages in the store, then the helpers forked (before
+    the event loop starts), each checking its share with its own store and HTTP client."""
+    if processes == 1:
+        return None
+    store.sync_pages(pages)
+
+    async def check_share(
+        share: list[Page], browser: RemoteBrowser, on_result: Callable[[CheckResult], None]
+    ) -> None:
+        own = Store(store.url, upgrade=False)
+        try:
+            async with Fetcher(timeout=timeout, browser=browser) as fetcher:
+                await checker(own, fetcher).check_each(share, on_result)
+        finally:
+            own.close()
+
+    return Spread(pages, processes, check_share)
+
+
 async def _run_checks(
     store: Store,
     pages: list[Page],
     as_json: bool,
-    concurrency: int,
     browser_pages: int,
     timeout: float,
-    retry_delay: float,
-    notifier: Notifier | None,
+    checker: Callable[[Store, Fetcher], Checker],
+    spread: Spread | None,
 ) -> list[CheckResult]:
-    async with Fetcher(timeout=timeout, browser_pages=browser_pages) as fetcher:
-        route = notifier.route if notifier else None
-        checker = Checker(
-            store, fetcher, concurrency=concurrency, route=route, retry_delay=retry_delay
-        )
+    browser = BrowserPool(timeout, browser_pages)
+    async with Fetcher(timeout=timeout, browser=browser) as fetcher:
+        ours = checker(store, fetcher)
+
+        async def check(on_result: Callable[[CheckResult], None]) -> list[CheckResult]:
+            if spread is None:
+                return await ours.check_all(pages, on_result)
+            return await spread.run(ours.check_each, browser, on_result)
+
         if as_json:
 
             def emit(result: CheckResult) -> None:
                 sys.stdout.write(json.dumps(result.to_json()) + "\n")
                 sys.stdout.flush()
 
-            results = await checker.check_all(pages, emit)
+            results = await check(emit)
         elif err.is_terminal:
             with Progress(
                 TextColumn("checking"),
@@ -265,15 +320,15 @@ async def _run_checks(
                         task, advance=1, description=f"{result.page.id}: {result.status}"
                     )
 
-                results = await checker.check_all(pages, advance)
+                results = await check(advance)
         else:
 
             def line(result: CheckResult) -> None:
                 err.print(f"{result.page.id}: {result.status} ({result.duration_ms} ms)")
 
-            results = await checker.check_all(pages, line)
-        if fetcher.browser.choice:
-            err.print(f"browser: {fetcher.browser.choice.describe()}")
+            results = await check(line)
+        if browser.choice:
+            err.print(f"browser: {browser.choice.describe()}")
         return results
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from monitor import auth
 from monitor.fetch import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT, Capture, FetchError, FetchMode
 from monitor.fetch.browser import BrowserPool
 from monitor.fetch.http import HttpFetcher
-from monitor.targets import Page
+from monitor.targets import Page, Step
 
 
 @dataclass
@@ -20,8 +23,25 @@ class _HostTurn:
     last: float = 0.0
 
 
+class Browser(Protocol):
+    """What renders pages: the browser pool, or another process's over a pipe."""
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        wait_for: str | None = None,
+        steps: Sequence[Step] = (),
+        storage_state: Path | None = None,
+        on_landing: Callable[[Capture], None] | None = None,
+    ) -> Capture: ...
+
+    async def close(self) -> None: ...
+
+
 class Fetcher:
-    """Owns the HTTP client and the browser pool (started only when a page first needs it)."""
+    """Owns the HTTP client and the browser pool (started only when a page first needs it),
+    unless it is given a `browser` that renders elsewhere."""
 
     def __init__(
         self,
@@ -30,9 +50,10 @@ class Fetcher:
         max_bytes: int = DEFAULT_MAX_BYTES,
         browser_pages: int = 4,
         host_gap: float = 0.0,
+        browser: Browser | None = None,
     ) -> None:
         self.http = HttpFetcher(timeout, max_bytes)
-        self.browser = BrowserPool(timeout, browser_pages)
+        self.browser = browser or BrowserPool(timeout, browser_pages)
         self.host_gap = host_gap
         self._hosts: dict[str, _HostTurn] = {}
 
