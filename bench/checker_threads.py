@@ -8,8 +8,8 @@ and the CPU time of the event loop's thread and of the worker threads (extractio
 compression and the store run there). CPU time well short of wall time × cores, flat across
 concurrency settings, means Python's interpreter lock bounds the run, not the cores. With
 --processes N, the same pages are then shared among N processes (each with its own store)
-at the highest concurrency setting: what checks spread over processes would gain (with
---shared-store, all of them write to one SQLite file, as one store would).
+at the highest concurrency setting, as `check-now --processes N` shares them (with
+--shared-store, all of them write to one SQLite file, as check-now's do).
 Writes bench/results/checker_threads.json.
 
     .venv/bin/python bench/checker_threads.py --pages 1000 --concurrency 2,4,8 --processes 2
