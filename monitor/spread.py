@@ -22,6 +22,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def process_count(pages: Sequence[Page], requested: int | None) -> int:
 class _Helper:
     """The main process's end of one helper."""
 
-    process: Any
+    process: BaseProcess
     connection: Connection
     share: list[int]  # indices into the run's pages
     reported: set[int] = field(default_factory=set)
@@ -86,7 +87,7 @@ class Spread:
         shares = [eligible[n::processes] for n in range(processes)]
         spread = set(eligible) - set(shares[0])
         self.mine = [n for n in range(len(self.pages)) if n not in spread]
-        self.helpers: list[tuple[Any, Connection, list[int]]] = []
+        self.helpers: list[_Helper] = []
         context = multiprocessing.get_context("fork")
         for share in shares[1:]:
             if not share:
@@ -100,15 +101,15 @@ class Spread:
             )
             process.start()
             theirs.close()
-            self.helpers.append((process, ours, share))
+            self.helpers.append(_Helper(process, ours, share))
         log.info(
             "%d pages shared among %d processes: %d here (with those that need the browser), "
             "%s in helper processes %s",
             len(self.pages),
             len(self.helpers) + 1,
             len(self.mine),
-            "/".join(str(len(share)) for _, _, share in self.helpers),
-            ", ".join(str(process.pid) for process, _, _ in self.helpers),
+            "/".join(str(len(helper.share)) for helper in self.helpers),
+            ", ".join(str(helper.process.pid) for helper in self.helpers),
         )
 
     async def run(
@@ -118,7 +119,6 @@ class Spread:
         their browser pages; results come back in the order of the pages."""
         results: dict[int, CheckResult] = {}
         loop = asyncio.get_running_loop()
-        helpers = [_Helper(p, c, share) for p, c, share in self.helpers]
         tasks: set[asyncio.Task[None]] = set()
 
         def receive(helper: _Helper, message: tuple[Any, ...]) -> None:
@@ -137,7 +137,7 @@ class Spread:
             else:  # "gone": the pipe closed, the helper ended
                 helper.gone.set()
 
-        for helper in helpers:
+        for helper in self.helpers:
             threading.Thread(
                 target=_read, args=(helper.connection, loop, receive, helper), daemon=True
             ).start()
@@ -149,7 +149,7 @@ class Spread:
             on_result(result)
 
         await check_mine([self.pages[n] for n in self.mine], mine_done)
-        for helper in helpers:
+        for helper in self.helpers:
             await helper.gone.wait()
             await asyncio.to_thread(helper.process.join)
             helper.connection.close()
@@ -215,8 +215,6 @@ async def _render_for(
 class RemoteBrowser:
     """A helper's browser: the main process's, reached over the helper's pipe."""
 
-    choice = None
-
     def __init__(self, connection: Connection, loop: asyncio.AbstractEventLoop) -> None:
         self.connection = connection
         self.loop = loop
@@ -224,11 +222,15 @@ class RemoteBrowser:
         self._next = 0
 
     def answer(self, _owner: object, message: tuple[Any, ...]) -> None:
+        """Settle the fetch a reply is for (unless that check was cancelled meanwhile)."""
         if message[0] == "gone":  # the main process has gone: nothing will answer
             for future in self._waiting.values():
-                future.set_exception(FetchError("the main process has gone", "browser"))
+                if not future.done():
+                    future.set_exception(FetchError("the main process has gone", "browser"))
             return
-        self._waiting.pop(message[1]).set_result(message)
+        future = self._waiting.pop(message[1])
+        if not future.done():
+            future.set_result(message)
 
     async def fetch(
         self,
@@ -258,6 +260,7 @@ class RemoteBrowser:
 def _helper_main(connection: Connection, share: list[Page], check_share: CheckShare) -> None:
     """A helper's life: check its share, reporting each result over the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    positions = {page.id: n for n, page in enumerate(share)}
 
     async def run() -> None:
         browser = RemoteBrowser(connection, asyncio.get_running_loop())
@@ -273,6 +276,5 @@ def _helper_main(connection: Connection, share: list[Page], check_share: CheckSh
 
         await check_share(share, browser, report)
 
-    positions = {page.id: n for n, page in enumerate(share)}
     asyncio.run(run())
     connection.close()

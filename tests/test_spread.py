@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from monitor.spread import process_count
 from monitor.store import Store
+from monitor.targets import load_targets
 from tests.conftest import Route, Site, help_article, write_targets
 
 MONITOR = str(Path(sys.executable).with_name("monitor"))
@@ -145,3 +147,25 @@ def test_a_helper_that_dies_leaves_its_pages_to_the_main_process(
     assert {line["status"] for line in lines.values()} == {"first"}
     assert set(lines) == {page["id"] for page in declared}
     assert all(count >= 1 for count in checks_per_page(sqlite_url).values())
+
+
+def test_how_many_processes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    write_targets(
+        tmp_path,
+        "Count",
+        [{"id": f"h-{n}", "url": f"http://127.0.0.1/h/{n}", "fetch": "http"} for n in range(250)]
+        + [
+            {"id": f"b-{n}", "url": f"http://127.0.0.1/b/{n}", "fetch": "browser"}
+            for n in range(300)
+        ],
+    )
+    pages = load_targets(tmp_path)
+    plain = [page for page in pages if page.decl.fetch == "http"]
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    assert process_count(plain, None) == 2  # one per 100 pages that need no browser
+    assert process_count(pages, None) == 2  # browser pages stay in the main process
+    assert process_count(plain[:199], None) == 1
+    assert process_count(pages, 3) == 3
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert process_count(pages, 3) == 1  # a fork would copy none of the running threads
