@@ -7,6 +7,7 @@ stores every page, the second finds them unchanged. The server sends ETag and La
 unless --no-validators. Prints a table and writes bench/results/check_now.json.
 
     .venv/bin/python bench/check_now.py --pages 50 --mode browser --concurrency 8
+    .venv/bin/python bench/check_now.py --pages 1000 --processes 1   # against the default
 """
 
 from __future__ import annotations
@@ -192,7 +193,9 @@ class PeakPss:
         self._thread.join()
 
 
-def run_check(monitor: str, targets: Path, db: str, concurrency: int) -> dict[str, Any]:
+def run_check(
+    monitor: str, targets: Path, db: str, concurrency: int, processes: str = "auto"
+) -> dict[str, Any]:
     """One `monitor check-now` over the targets: wall time (start-up included) and peak PSS."""
     started = time.perf_counter()
     process = subprocess.Popen(
@@ -208,6 +211,8 @@ def run_check(monitor: str, targets: Path, db: str, concurrency: int) -> dict[st
             str(concurrency),
             "--browser-pages",
             str(concurrency),
+            "--processes",
+            processes,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -232,7 +237,9 @@ def run_check(monitor: str, targets: Path, db: str, concurrency: int) -> dict[st
     }
 
 
-def run_monitor(urls: list[str], *, browser: bool, workers: int) -> dict[str, Any]:
+def run_monitor(
+    urls: list[str], *, browser: bool, workers: int, processes: str = "auto"
+) -> dict[str, Any]:
     """Our tool on `urls` in a fresh store, declared `fetch: browser` or `http`: a first run,
     then an unchanged re-run (the same shape as bench/peers.py's results)."""
     monitor = str(Path(sys.executable).with_name("monitor"))
@@ -248,7 +255,9 @@ def run_monitor(urls: list[str], *, browser: bool, workers: int) -> dict[str, An
             yaml.safe_dump({"provider": "Bench", "pages": declared})
         )
         db = f"sqlite:///{scratch}/bench.db"
-        runs: dict[str, Any] = {name: run_check(monitor, targets, db, workers) for name in RUNS}
+        runs: dict[str, Any] = {
+            name: run_check(monitor, targets, db, workers, processes) for name in RUNS
+        }
         runs["store_bytes"] = sum(p.stat().st_size for p in Path(scratch).glob("bench.db*"))
     return runs
 
@@ -260,6 +269,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=50)
     parser.add_argument("--mode", choices=("http", "browser"), default="http")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--processes", default="auto", help="check-now's --processes")
     parser.add_argument(
         "--no-validators", action="store_true", help="the server sends no ETag/Last-Modified"
     )
@@ -273,6 +283,7 @@ def main() -> None:
             [base + path for path in pages],
             browser=args.mode == "browser",
             workers=args.concurrency,
+            processes=args.processes,
         )
     finally:
         server.shutdown()
@@ -281,7 +292,7 @@ def main() -> None:
     print(
         f"{args.pages} pages ({args.mode}), {min(sizes) // 1024}-{max(sizes) // 1024} KB "
         f"(mean {statistics.mean(sizes) / 1024:.0f}), concurrency {args.concurrency}, "
-        f"{os.cpu_count()} cores"
+        f"processes {args.processes}, {os.cpu_count()} cores"
     )
     print(f"{'run':<18}{'seconds':>9}{'pages/s':>9}{'median ms':>11}{'peak PSS MB':>13}  statuses")
     for name in RUNS:
