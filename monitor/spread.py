@@ -33,8 +33,9 @@ from monitor.targets import Page, Step
 
 log = logging.getLogger(__name__)
 
-# A helper's start must pay for itself: at 100 and 200 plain pages, two processes were
-# within a tenth of one either way; at 1,000, a first run took a fifth less.
+# A helper's start must pay for itself: at 100 and 200 plain pages two processes gained
+# little and not consistently (first runs of 0.97 against 1.10 s, and of 1.33 against
+# 1.27 s); at 1,000, a first run took a fifth less.
 PAGES_PER_PROCESS = 100
 MAX_PROCESSES = 8
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 import uuid
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+# The command line as a user runs it (tests that need their own process: signals, forks).
+MONITOR = str(Path(sys.executable).with_name("monitor"))
 POSTGRES_ADMIN_URL = os.environ.get(
     "MONITOR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -31,12 +31,10 @@ from sqlalchemy import create_engine, select, text
 from monitor.fetch import Capture, Fetcher
 from monitor.store import Store
 from monitor.store.models import ChangeRow, CheckRow, DeliveryRow, PageRow, VersionRow
-from tests.conftest import Site, help_article, write_targets
+from tests.conftest import MONITOR, Site, help_article, write_targets
 from tests.test_fetch import page
 from tests.test_notify import Hooks
 from tests.test_schedule import daemons
-
-MONITOR = str(Path(sys.executable).with_name("monitor"))
 
 
 def chromium_main_pids() -> set[int]:

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -19,9 +18,8 @@ import pytest
 from monitor.spread import process_count
 from monitor.store import Store
 from monitor.targets import load_targets
-from tests.conftest import Route, Site, help_article, write_targets
+from tests.conftest import MONITOR, Route, Site, help_article, write_targets
 
-MONITOR = str(Path(sys.executable).with_name("monitor"))
 SCRIPTED = """<!doctype html><html><body><div id="app"></div>
 <noscript>You need to enable JavaScript to run this app.</noscript>
 <script>

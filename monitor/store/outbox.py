@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 BACKOFF_FIRST = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=6)
+_INSERT_DELIVERIES = insert(DeliveryRow.__table__)  # built once, as the store's statements are
 
 
 def add(
@@ -43,7 +44,7 @@ def add(
         for key, label, due in destinations
     ]
     if rows:
-        connection.execute(insert(DeliveryRow.__table__), rows)
+        connection.execute(_INSERT_DELIVERIES, rows)
 
 
 def claim_due(store: Store, keys: Iterable[str], now: datetime) -> list[DeliveryRow]:
