@@ -8,6 +8,7 @@ fails, confirmed by a retry, is also a `failure` change, once).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from monitor.extract import (
     extract,
     fingerprint,
     normalise_url,
+    source,
 )
 from monitor.fetch import Capture, Fetcher, FetchError, FetchMode
 from monitor.store import (
@@ -102,12 +104,17 @@ class PageFailure(Exception):
 class Observation:
     capture: Capture
     extraction: Extraction
-    raw_hash: str  # of the raw page the text was read from
+    raw_hash: str  # of the page's source, which the text was read from
+    source: bytes | None = None  # `extract.source` of the page, kept with a new version
 
 
-def raw_hash(capture: Capture) -> str:
-    """What the text of a fetch depends on besides the page's rules: its raw page and URL."""
-    return content_hash(f"{capture.final_url}\n{capture.html}")
+def raw_hash(final_url: str, page_source: bytes) -> str:
+    """What the text of a fetch depends on besides the page's rules: its source (the page as
+    extraction reads it, script bodies aside) and its URL."""
+    digest = hashlib.sha256(final_url.encode())
+    digest.update(b"\n")
+    digest.update(page_source)
+    return digest.hexdigest()
 
 
 def store_reason(exc: SQLAlchemyError) -> str:
@@ -260,9 +267,9 @@ class Checker:
             fetch_mode=record.fetch_mode,
         )
 
-    def _record(self, record: CheckRecord, kept: str | None) -> RecordedCheck:
-        """Compress the raw page to keep, if any, and write the check: one trip to a thread
-        (each trip wakes another thread, which costs more than compressing a page)."""
+    def _record(self, record: CheckRecord, kept: bytes | None) -> RecordedCheck:
+        """Compress the page's source to keep, if any, and write the check: one trip to a
+        thread (each trip wakes another thread, which costs more than compressing a page)."""
         if kept is not None:
             record = replace(record, capture=compress(kept))
         return self.store.record_check(record)
@@ -285,10 +292,10 @@ class Checker:
         observation: Observation,
         started_at: datetime,
         started: float,
-    ) -> tuple[CheckRecord, str | None, str | None]:
+    ) -> tuple[CheckRecord, str | None, bytes | None]:
         """First, unchanged or changed; a real difference is confirmed by a second fetch.
-        Also returns a note for the summary when a difference was not confirmed, and the raw
-        page to keep with a new version (compressed on the way to the store)."""
+        Also returns a note for the summary when a difference was not confirmed, and the
+        page's source to keep with a new version (compressed on the way to the store)."""
         change, note = None, None
         recovering = state.last_outcome == "error" and state.consecutive_failures > 0
         if state.text is None:
@@ -341,7 +348,7 @@ class Checker:
             etag=capture.etag,
             last_modified=capture.last_modified,
         )
-        return record, note, capture.html if stored and not capture.not_modified else None
+        return record, note, observation.source if stored else None
 
     def _assess(
         self, page: Page, state: PageState, observation: Observation, started_at: datetime
@@ -497,16 +504,17 @@ class Observer:
 
     @staticmethod
     def _read(page: Page, capture: Capture, last: PageState | None) -> Observation:
-        """Hash the raw page and, unless it is the last one, extract its text: one trip to a
-        thread for both (each trip wakes another thread, which costs more than hashing)."""
-        digest = last.raw_hash if last and capture.not_modified else raw_hash(capture)
-        if last and last.text is not None and digest and digest == last.raw_hash:
-            return Observation(capture, Extraction(last.text), digest)
+        """Hash the page's source and, unless it is the last one, extract its text: one trip
+        to a thread for both (each trip wakes another thread, which costs more than hashing)."""
+        page_source = source(capture.html)
+        digest = raw_hash(capture.final_url, page_source)
+        if last and last.text is not None and digest == last.raw_hash:
+            return Observation(capture, Extraction(last.text), digest, page_source)
         extraction = extract(
-            capture.html,
+            page_source,
             base_url=capture.final_url,
             select=page.decl.select,
             remove=page.decl.remove,
             ignore=page.decl.ignore,
         )
-        return Observation(capture, extraction, digest)
+        return Observation(capture, extraction, digest, page_source)

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from monitor.targets import PageDecl
 
 # 2: the walk reads lxml's own tree (BeautifulSoup's costs fifteen times more to build), and
-# text after `</html>` is read. A page that reads differently re-baselines quietly.
-EXTRACTOR_VERSION = "2"
+# text after `</html>` is read. 3: script and style bodies are emptied before parsing
+# (`hollow`). A page that reads differently re-baselines quietly.
+EXTRACTOR_VERSION = "3"
 
 Element = etree._Element
 _DROPPED = "monitor-dropped"  # marks elements on their way out of the tree
@@ -218,13 +219,76 @@ def normalise_url(href: str, base: str) -> str | None:
 # libxml2 drops all that follows `</html>` and sets what follows `</body>` outside the body;
 # a browser shows both in the body, and so does extraction once these end tags are gone.
 _DOCUMENT_END_TAGS = re.compile(rb"</(?:html|body)(?:\s[^>]*)?>", re.IGNORECASE)
+# Where the tokenizer leaves plain markup: a comment, or an element whose body it reads as
+# plain text up to the element's own end tag.
+_STEPPED_OVER = (b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes", b"plaintext")
+_HOLLOWED = (b"script", b"style")
+_RAW_TOKEN = re.compile(
+    rb"<(!--|/?(?:" + b"|".join(_HOLLOWED + _STEPPED_OVER) + rb")(?=[\s/>]))", re.IGNORECASE
+)
+_RAW_START_TAG = re.compile(
+    rb"""<[a-z]+(?:\s+[^\s"'>/=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*\s*/?>""",
+    re.IGNORECASE,
+)
+_RAW_END_TAG = {
+    name: re.compile(rb"</" + name + rb"[\s/>]", re.IGNORECASE) for name in _STEPPED_OVER
+}
 
 
-def parse(html: str) -> Element | None:
-    """lxml's tree of a page, None when the page holds no element. The text is handed over
-    as UTF-8 so that a `<meta charset>` or XML declaration in it cannot make the parser
-    decode it again."""
-    data = _DOCUMENT_END_TAGS.sub(b"", html.encode("utf-8", "replace"))
+def hollow(data: bytes) -> bytes:
+    """The page with the bodies of its scripts and style sheets emptied: extraction never
+    reads them, and on a modern page they are most of the bytes (parsing them took three
+    quarters of libxml2's time on the bench's help-centre pages). Comments and the bodies of
+    textareas, titles and such are stepped over. Conservative: a body is emptied only when
+    the next such tag after its start is its own end tag, so that a `<script>` written in an
+    attribute's value, or a script holding a comment (which can move where it ends), is read
+    on as it is."""
+    parts: list[bytes] = []
+    kept = position = 0
+    while (token := _RAW_TOKEN.search(data, position)) is not None:
+        name = token.group(1).lower()
+        if name == b"!--":
+            position = data.find(b"-->", token.end())
+            if position < 0:
+                break
+            continue
+        start = _RAW_START_TAG.match(data, token.start())
+        if start is None:  # an end tag, or not a tag at all
+            position = token.end()
+            continue
+        if name in _STEPPED_OVER:
+            end = _RAW_END_TAG[name].search(data, start.end())
+            if end is None:  # the rest of the page is its text
+                break
+            position = end.end()
+            continue
+        following = _RAW_TOKEN.search(data, start.end())
+        if following is None:
+            break
+        if following.group(1).lower() == b"/" + name:
+            parts.append(data[kept : start.end()])
+            kept = following.start()
+            position = following.end()
+        else:
+            position = start.end()
+    if not parts:
+        return data
+    parts.append(data[kept:])
+    return b"".join(parts)
+
+
+def source(html: str) -> bytes:
+    """The page as extraction reads it, and as a version keeps it: UTF-8 (so that a
+    `<meta charset>` or XML declaration in it cannot make the parser decode it again),
+    `hollow`, without the document's end tags. Reading it gives the page's own text, and
+    so does reading it again."""
+    return _DOCUMENT_END_TAGS.sub(b"", hollow(html.encode("utf-8", "replace")))
+
+
+def parse(html: str | bytes) -> Element | None:
+    """lxml's tree of a page (its `source`, when not given one), None when the page holds
+    no element."""
+    data = source(html) if isinstance(html, str) else html
     parser = etree.HTMLParser(encoding="utf-8", huge_tree=True)  # 2,048 levels, not 256
     root = etree.fromstring(data, parser)
     if any(error.type == etree.ErrorTypes.ERR_RESOURCE_LIMIT for error in parser.error_log):
@@ -272,14 +336,15 @@ def count_matches(root: Element | None, selector: str) -> int:
 
 
 def extract(
-    html: str,
+    html: str | bytes,
     *,
     base_url: str,
     select: str | None = None,
     remove: tuple[str, ...] = (),
     ignore: tuple[str, ...] = (),
 ) -> Extraction:
-    """Canonical text of a page. Raises SelectorMissing when `select` matches nothing."""
+    """Canonical text of a page (its HTML, or its `source`). Raises SelectorMissing when
+    `select` matches nothing."""
     root = parse(html)
     if root is None:
         if select:
@@ -528,11 +593,11 @@ def fingerprint(decl: PageDecl) -> str:
     return hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def compress(html: str) -> bytes:
+def compress(page_source: bytes) -> bytes:
     """zlib's format, written by ISA-L at its level 1: three times faster than zlib's own
     fastest level for as many bytes, and read back by any zlib (captures stored before are
     read the same way)."""
-    return isal_zlib.compress(html.encode(), 1)
+    return isal_zlib.compress(page_source, 1)
 
 
 def decompress(capture: bytes) -> str:
