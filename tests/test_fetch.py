@@ -41,8 +41,22 @@ def test_charset_from_header_and_from_meta(site: Site) -> None:
     meta = site.raw(
         "/meta", b'<meta charset="windows-1252">' + body.encode("cp1252"), content_type="text/html"
     )
+    # A header charset that cannot decode the page gives way to the page's own declaration;
+    # one that can wins over it, as in a browser.
+    wrong = site.raw(
+        "/wrong",
+        b'<meta charset="windows-1252">' + body.encode("cp1252"),
+        content_type="text/html; charset=utf-8",
+    )
+    both = site.raw(
+        "/both",
+        b'<meta charset="windows-1252">' + "<p>Ð</p>".encode(),
+        content_type="text/html; charset=utf-8",
+    )
     assert "Données" in fetch(header).html
     assert "Données" in fetch(meta).html
+    assert "Données" in fetch(wrong).html
+    assert "<p>Ð</p>" in fetch(both).html
 
 
 def test_redirect_chain_is_recorded(site: Site) -> None:
