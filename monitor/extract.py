@@ -239,10 +239,10 @@ def hollow(data: bytes) -> bytes:
     """The page with the bodies of its scripts and style sheets emptied: extraction never
     reads them, and on a modern page they are most of the bytes (parsing them took three
     quarters of libxml2's time on the bench's help-centre pages). Comments and the bodies of
-    textareas, titles and such are stepped over. Conservative: a body is emptied only when
-    the next such tag after its start is its own end tag, so that a `<script>` written in an
-    attribute's value, or a script holding a comment (which can move where it ends), is read
-    on as it is."""
+    textareas, titles and such are stepped over, and so is a `<script>` that follows a `<`
+    with no `>` since (written in an attribute's value). Conservative: a body is emptied only
+    when the next such tag after its start is its own end tag, so that a script holding a
+    comment (which can move where it ends) or another such tag is read on as it is."""
     parts: list[bytes] = []
     kept = position = 0
     while (token := _RAW_TOKEN.search(data, position)) is not None:
@@ -253,7 +253,8 @@ def hollow(data: bytes) -> bytes:
                 break
             continue
         start = _RAW_START_TAG.match(data, token.start())
-        if start is None:  # an end tag, or not a tag at all
+        inside_a_tag = data.rfind(b"<", 0, token.start()) > data.rfind(b">", 0, token.start())
+        if start is None or inside_a_tag:  # an end tag, an attribute's value, or no tag at all
             position = token.end()
             continue
         if name in _STEPPED_OVER:
