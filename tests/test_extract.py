@@ -211,11 +211,13 @@ def test_script_and_style_bodies_are_emptied_before_parsing() -> None:
     [
         # A comment is not markup: the `<script>` inside it starts nothing.
         b"<!-- <script> --><p>Visible</p></script>",
+        b"<!-- a > b <script> --><p>Visible</p></script>",
         b"<!-- <style> --><p>Visible</p><style>x</style>",
         # Nor is an attribute's value, nor the text of a title or a textarea.
         b"<p title='<script>'>Visible</p><script>x</script>",
         b"<p title='<style>'>Visible</p><style>x</style>",
         b'<p title="a <script>">Visible</p></script><p>Visible</p>',
+        b'<p title="a>b <script>">Visible</p><script>x</script>',
         b"<title><script></title><p>Visible</p><script>x</script>",
         b"<textarea><style>Visible</style></textarea>",
         # A script whose end is uncertain (a comment inside) is left whole.
