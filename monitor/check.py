@@ -385,8 +385,8 @@ class Checker:
 
 
 def reextracted(store: Store, page: Page, state: PageState) -> str | None:
-    """The current version's raw capture extracted with the page's current rules; None when
-    no capture is kept or the rules select nothing in it."""
+    """The current version's capture (the page's source) extracted with the page's current
+    rules; None when no capture is kept or the rules select nothing in it."""
     raw = store.capture_of(state.version_id) if state.version_id is not None else None
     if raw is None:
         return None
@@ -409,7 +409,7 @@ def rebaseline(
     store: Store, page: Page, state: PageState, *, force: bool = False, at: datetime | None = None
 ) -> PageState:
     """When the page's rules (or the extractor) changed since its current version was
-    stored, extract that version's raw capture again with the current rules and store the
+    stored, extract that version's capture again with the current rules and store the
     result as a technical version, never alerted; the next fetch is then compared with what
     the current rules make of the old page, so only the provider's own edits count."""
     current = fingerprint(page.decl)

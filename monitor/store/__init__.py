@@ -75,7 +75,7 @@ class PageState:
     last_outcome: str | None
     consecutive_failures: int
     fingerprint: str | None = None  # of the rules that produced `text`
-    raw_hash: str | None = None  # of the last raw page that showed `text`
+    raw_hash: str | None = None  # of the last page source that showed `text`
     etag: str | None = None
     last_modified: str | None = None
 
@@ -106,8 +106,8 @@ class CheckRecord:
     change: NewChange | None = None
     deliveries: tuple[tuple[str, str, datetime], ...] = ()  # (destination key, label, due)
     fingerprint: str | None = None  # of the rules that produced `text`
-    capture: bytes | None = None  # the raw page `text` came from, compressed
-    raw_hash: str | None = None  # of the raw page this check read
+    capture: bytes | None = None  # the page's source `text` came from, compressed
+    raw_hash: str | None = None  # of the page source this check read
     etag: str | None = None
     last_modified: str | None = None
 
@@ -417,8 +417,8 @@ class Store:
     @staticmethod
     def _upsert_version(connection: Connection, record: CheckRecord, *, known: bool) -> int:
         """The id of the page's version with this text: found and marked seen, or added.
-        Only the latest versions keep their raw capture. A page with no version yet (not
-        `known`: every page on a first run) has none to find or to let go of."""
+        Only the latest versions keep their capture (the page's source). A page with no
+        version yet (not `known`: every page on a first run) has none to find or let go of."""
         assert record.text is not None
         digest = content_hash(record.text)
         found = {"page_id": record.page_id, "content_hash": digest}
@@ -478,7 +478,7 @@ class Store:
             return session.get(ChangeRow, change_id)
 
     def capture_of(self, version_id: int) -> bytes | None:
-        """The compressed raw page a version was extracted from, if it is still kept."""
+        """The compressed page source a version was extracted from, if it is still kept."""
         with self.session() as session:
             return session.scalar(select(VersionRow.capture).where(VersionRow.id == version_id))
 

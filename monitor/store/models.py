@@ -82,8 +82,8 @@ class PageRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The last fetch that showed the current text: a hash of its raw page and its HTTP
-    # validators, so that an unchanged page is known without reading it again.
+    # The last fetch that showed the current text: a hash of its source (`extract.source`) and
+    # its HTTP validators, so that an unchanged page is known without reading it again.
     raw_hash: Mapped[str | None] = mapped_column(String(64))
     etag: Mapped[str | None] = mapped_column(Text)
     last_modified: Mapped[str | None] = mapped_column(Text)
@@ -106,8 +106,8 @@ class VersionRow(Base):
     fetch_mode: Mapped[str] = mapped_column(String(16))
     final_url: Mapped[str] = mapped_column(Text)
     status: Mapped[int] = mapped_column(Integer)
-    # What shaped the text (the page's rules and the extractor), and the raw page it was
-    # extracted from (zlib-compressed, kept for the latest versions), so that the text can
+    # What shaped the text (the page's rules and the extractor), and the page's source it
+    # was extracted from (zlib-compressed, kept for the latest versions), so that the text can
     # be extracted again after a declaration edit instead of alerting on it.
     fingerprint: Mapped[str | None] = mapped_column(String(32))
     capture: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
