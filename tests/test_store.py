@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import StatementError
 
 from monitor.store import (
@@ -17,11 +23,13 @@ from monitor.store import (
     NewChange,
     Store,
     StoreError,
+    open_engine,
     schema_revision,
+    upgrade,
 )
 from monitor.store.models import Base, CheckRow
 from monitor.targets import load_targets
-from tests.conftest import write_targets
+from tests.conftest import _postgres_database, write_targets
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -60,16 +68,80 @@ def change(severity: str = "minor") -> NewChange:
     )
 
 
-def test_schema_matches_models(store: Store) -> None:
+def schema(engine: Engine) -> dict[str, Any]:
+    """What a store's schema holds, table by table, in terms that do not depend on how it
+    was built (the order of creation, constraint names SQLite does not keep)."""
+    inspector = inspect(engine)
+    tables = {}
+    for table in sorted(inspector.get_table_names()):
+        tables[table] = {
+            "columns": sorted(
+                (c["name"], str(c["type"]), c["nullable"], c["default"])
+                for c in inspector.get_columns(table)
+            ),
+            "primary key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "foreign keys": sorted(
+                (tuple(k["constrained_columns"]), k["referred_table"], k["options"].get("ondelete"))
+                for k in inspector.get_foreign_keys(table)
+            ),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in inspector.get_indexes(table)
+            ),
+            "unique": sorted(
+                tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)
+            ),
+        }
+    return tables
+
+
+def test_a_new_store_has_the_schema_the_migrations_build(
+    db_url: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A new store is created from the models, not by replaying the migrations: both must
+    give the same schema, which is also the models' (as Alembic compares them)."""
+    created = Store(db_url)
+    with ExitStack() as cleanup:
+        if created.engine.dialect.name == "sqlite":
+            migrated_url = f"sqlite:///{tmp_path / 'migrated.db'}"
+        else:
+            migrated_url = cleanup.enter_context(contextmanager(_postgres_database)())
+        migrated = open_engine(migrated_url)
+        with migrated.begin() as connection:
+            upgrade(connection)
+        with migrated.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        assert schema(created.engine) == schema(migrated)
+        assert len(schema(migrated)) == 6  # the five tables and Alembic's own
+        assert schema_revision(created.engine) == schema_revision(migrated) == HEAD_REVISION
+        migrated.dispose()
+    created.close()
+
+
+def test_an_older_store_is_migrated_and_keeps_its_history(db_url: str) -> None:
+    engine = open_engine(db_url)
+    with engine.begin() as connection:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(
+            text(
+                "INSERT INTO pages (id, provider, url, declaration_hash, consecutive_failures) "
+                "VALUES ('old', 'P', 'https://x.test/', 'h', 0)"
+            )
+        )
+    engine.dispose()
+    store = Store(db_url)
+    assert schema_revision(store.engine) == HEAD_REVISION
+    assert store.page("old").url == "https://x.test/"
     with store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    store.close()
 
 
 def test_the_quick_start_knows_the_newest_revision(store: Store) -> None:
     """Alembic is skipped when the store is at HEAD_REVISION: it must be Alembic's head."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
