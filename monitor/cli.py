@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import os
@@ -170,14 +169,6 @@ def main(verbose: int, log_format: str) -> None:
     logs.configure(level, log_format)
 
 
-def program() -> None:
-    """The `monitor` program. The objects its imports made live until it exits: set aside
-    from the garbage collector, they cost no collection, and the interpreter's exit does not
-    walk them (a sixth of a second at the end of every run)."""
-    gc.freeze()
-    main()
-
-
 def _processes(_ctx: click.Context, _param: click.Parameter, value: str) -> int | None:
     if value == "auto":
         return None
@@ -206,7 +197,7 @@ def _processes(_ctx: click.Context, _param: click.Parameter, value: str) -> int 
     show_default=True,
     callback=_processes,
     help="Processes sharing the pages that need no browser, each with --concurrency checks "
-    f"(the browser stays in one). auto: one per core, given {PAGES_PER_PROCESS} such pages "
+    f"(the browser stays in one). auto: two per core, given {PAGES_PER_PROCESS} such pages "
     "per process. Linux only; elsewhere 1.",
 )
 @notify_options

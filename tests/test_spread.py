@@ -164,6 +164,11 @@ def test_how_many_processes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert process_count(plain, None) == 2  # one per 100 pages that need no browser
     assert process_count(pages, None) == 2  # browser pages stay in the main process
     assert process_count(plain[:199], None) == 1
+    assert process_count(plain * 4, None) == 8  # two per core
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2})
+    assert process_count(plain * 4, None) == 6
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)))
+    assert process_count(plain * 4, None) == 8  # MAX_PROCESSES
     assert process_count(pages, 3) == 3
     monkeypatch.setattr(threading, "active_count", lambda: 2)
     assert process_count(pages, 3) == 1  # a fork would copy none of the running threads
