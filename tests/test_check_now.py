@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -204,3 +206,23 @@ document.getElementById('app').innerHTML =
     assert "browser:" in result.stderr
     history = json.loads(monitor("history", "scripted", "--db", sqlite_url, "--json").stdout)
     assert history["versions"][0]["fetch"] == "browser"
+
+
+PROGRAM_THEN_GC = """
+import gc, sys
+from monitor.__main__ import program
+sys.argv = ["monitor", "--version"]
+try:
+    program()
+except SystemExit:
+    pass
+print(gc.isenabled(), gc.get_freeze_count() > 0)
+"""
+
+
+def test_the_program_imports_without_the_collector_and_turns_it_back_on() -> None:
+    run = subprocess.run([sys.executable, "-c", PROGRAM_THEN_GC], capture_output=True, text=True)
+    version, collector = run.stdout.splitlines()
+    assert version.startswith("monitor, version ") and collector == "True True", run.stderr
+    module = subprocess.run([sys.executable, "-m", "monitor", "--version"], capture_output=True)
+    assert module.returncode == 0 and b"version" in module.stdout
