@@ -351,24 +351,18 @@ def extract(
         if select:
             raise SelectorMissing(select)
         return Extraction(text="")
-    # One walk serves every question below: a selector pass per question costs far more.
-    elements = list(root.iter(etree.Element))
-    base_href = next(
-        (
-            element.get("href")
-            for element in elements
-            if element.tag == "base" and element.get("href")
-        ),
-        None,
-    )
+    base_href = next((base.get("href") for base in root.iter("base") if base.get("href")), None)
     if base_href:
         base_url = urljoin(base_url, base_href)
-    had_scripts = any(element.tag == "script" for element in elements)
+    had_scripts = next(root.iter("script"), None) is not None
     noscript_wall = any(
-        _JS_WALL.search(" ".join(_LIVE_TEXT(element)))
-        for element in elements
-        if element.tag == "noscript"
+        _JS_WALL.search(" ".join(_LIVE_TEXT(element))) for element in root.iter("noscript")
     )
+    # The elements never read go in one pass of lxml's, with all inside them (an icon
+    # sprite can be half a page's elements); one walk over the rest serves every question
+    # below: a selector pass per question costs far more.
+    etree.strip_elements(root, *_DROP_TAGS, with_tail=False)
+    elements = list(root.iter(etree.Element))
     _drop(root, [element for element in elements if _never_read(element)])
     for selector in remove:
         _drop(root, css(selector)(root))
@@ -419,10 +413,10 @@ def _inside(element: Element, names: tuple[str, ...]) -> bool:
 
 
 def _never_read(element: Element) -> bool:
-    """Elements without readable text: scripts, media, hidden elements, closed dialogs and
-    consent banners. One pass of plain checks: CSS selectors cost several times more."""
+    """Elements without readable text, besides `_DROP_TAGS`: hidden elements, closed dialogs
+    and consent banners. One pass of plain checks: CSS selectors cost several times more."""
     name, attrs = element.tag, element.attrib
-    if name in _DROP_TAGS or (name == "dialog" and "open" not in attrs):
+    if name == "dialog" and "open" not in attrs:
         return True
     if not attrs:
         return False
