@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ from monitor.targets import Page
 
 DEFAULT_DB = "sqlite:///snapshots/monitor.db"
 _MIGRATION_LOCK = 7_441_017  # PostgreSQL advisory lock id: one migrator at a time
+_SQLITE_BUSY_TIMEOUT = 30.0  # seconds a SQLite connection waits for another's lock
 
 __all__ = [
     "DEFAULT_DB",
@@ -196,11 +199,26 @@ def redact_url(url: str) -> str:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT * 1000:.0f}")
+    _use_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database in WAL mode (a no-op once it is). Switching a new one needs it to
+    itself, and SQLite refuses at once, without waiting its busy timeout, while another
+    connection holds a lock on it: instances opening a new store together try again."""
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _full_disk_note(engine: Engine) -> str:
@@ -231,7 +249,7 @@ def open_engine(url: str) -> Engine:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": 30})
+        engine = create_engine(parsed, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
