@@ -30,7 +30,7 @@ its users drive it, so its figures can sit next to `bench/check_now.py`'s in one
 Timing: urlwatch's is the wall time of the whole command (interpreter start included);
 changedetection.io's runs from the recheck request to the end of the last check, as its own
 state records it (last_checked + fetch_time), its server being up already. Peak PSS is summed
-over each tool's process tree, Chromium included, sampled every 50 ms during each run.
+over each tool's process tree, Chromium included, sampled every 200 ms during each run.
 
 `ok` counts pages whose fetched content is checked in the tool's own state: urlwatch's report
 lines and cache database, changedetection.io's API (check_count, last_error, latest snapshot).
