@@ -198,8 +198,7 @@ def redact_url(url: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT * 1000:.0f}")
+    cursor = dbapi_connection.cursor()  # its busy timeout is the connection's (open_engine)
     _use_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -272,7 +271,7 @@ def schema_revision(engine: Engine) -> str | None:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent; serialised on PostgreSQL). A
+    """Bring the schema to the newest revision (idempotent; instances take turns). A
     store already there is left alone without loading Alembic (a tenth of a second at every
     start of the command line); an empty database gets the newest schema from the models and
     is stamped with its revision, as Alembic's own cookbook builds one from scratch (loading
