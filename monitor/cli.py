@@ -256,11 +256,12 @@ def _spread(
     if processes == 1:
         return None
     store.sync_pages(pages)
+    write_turn = store.share_write_turn()
 
     async def check_share(
         share: list[Page], browser: RemoteBrowser, on_result: Callable[[CheckResult], None]
     ) -> None:
-        own = Store(store.url, upgrade=False)
+        own = Store(store.url, upgrade=False, write_turn=write_turn)
         _check_threads(own)
         try:
             async with Fetcher(timeout=timeout, browser=browser) as fetcher:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import StatementError
 
+import monitor.store as store_module
 from monitor.store import (
     HEAD_REVISION,
     MIGRATIONS,
@@ -243,6 +245,60 @@ def test_a_failed_write_leaves_nothing(store: Store) -> None:
     assert store.changes("page") == []
     assert store.count_checks("page") == 1
     assert store.page_state("page").text == "A"
+
+
+def test_writers_of_forked_processes_take_turns(sqlite_url: str, targets_dir: Path) -> None:
+    """A run's processes share one write turn: a write waits while another process holds
+    it (here, the test), and goes on once it is handed over."""
+    write_targets(targets_dir, "P", [{"id": "page", "url": "https://x.test/"}])
+    store = Store(sqlite_url)
+    store.sync_pages(load_targets(targets_dir))
+    turn = store.share_write_turn()
+    assert turn is not None
+    helper = Store(sqlite_url, upgrade=False, write_turn=turn)  # as a forked helper opens it
+    try:
+        assert turn.acquire(timeout=1)
+        handed_over = threading.Timer(0.3, turn.release)
+        handed_over.start()
+        started = time.monotonic()
+        helper.record_check(record(0, "first", "A"))
+        assert time.monotonic() - started >= 0.25
+        assert store.count_checks("page") == 1
+        assert turn.acquire(timeout=1), "the writer kept the turn"
+        turn.release()
+    finally:
+        helper.close()
+        store.close()
+
+
+def test_a_turn_never_handed_over_is_passed_after_the_busy_timeout(
+    sqlite_url: str, targets_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process killed during its turn keeps it for ever: the others wait as long as
+    SQLite's busy timeout, then write without it."""
+    monkeypatch.setattr(store_module, "_SQLITE_BUSY_TIMEOUT", 0.3)
+    write_targets(targets_dir, "P", [{"id": "page", "url": "https://x.test/"}])
+    store = Store(sqlite_url)
+    store.sync_pages(load_targets(targets_dir))
+    turn = store.share_write_turn()
+    assert turn is not None and turn.acquire(timeout=1)  # held by a process now gone
+    try:
+        started = time.monotonic()
+        store.record_check(record(0, "first", "A"))
+        store.record_check(record(1, "unchanged", "A"))
+        assert time.monotonic() - started >= 0.5
+        assert store.count_checks("page") == 2
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_writers_need_no_turn(postgres_url: str) -> None:
+    store = Store(postgres_url)
+    try:
+        assert store.share_write_turn() is None
+    finally:
+        store.close()
 
 
 def test_datetimes_come_back_in_utc(store: Store) -> None:
