@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -38,13 +39,22 @@ from tests.conftest import _postgres_database, write_targets
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def store(db_url: str, targets_dir: Path) -> Store:
+def _store_with_a_page(url: str, targets_dir: Path) -> Iterator[Store]:
     write_targets(targets_dir, "P", [{"id": "page", "url": "https://x.test/"}])
-    store = Store(db_url)
+    store = Store(url)
     store.sync_pages(load_targets(targets_dir))
     yield store
     store.close()
+
+
+@pytest.fixture
+def store(db_url: str, targets_dir: Path) -> Iterator[Store]:
+    yield from _store_with_a_page(db_url, targets_dir)
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str, targets_dir: Path) -> Iterator[Store]:
+    yield from _store_with_a_page(sqlite_url, targets_dir)
 
 
 def record(n: int, outcome: str, text: str | None = None, **extra) -> CheckRecord:
@@ -247,49 +257,47 @@ def test_a_failed_write_leaves_nothing(store: Store) -> None:
     assert store.page_state("page").text == "A"
 
 
-def test_writers_of_forked_processes_take_turns(sqlite_url: str, targets_dir: Path) -> None:
+def _write_in_a_thread(store: Store, n: int) -> float:
+    """Record a check from another thread and return how long it took; a write that never
+    gets its turn fails the test instead of hanging it."""
+    writer = threading.Thread(
+        target=store.record_check, args=(record(n, "first", "A"),), daemon=True
+    )
+    started = time.monotonic()
+    writer.start()
+    writer.join(10)
+    assert not writer.is_alive(), "the write never got its turn"
+    return time.monotonic() - started
+
+
+def test_writers_of_forked_processes_take_turns(sqlite_store: Store, sqlite_url: str) -> None:
     """A run's processes share one write turn: a write waits while another process holds
     it (here, the test), and goes on once it is handed over."""
-    write_targets(targets_dir, "P", [{"id": "page", "url": "https://x.test/"}])
-    store = Store(sqlite_url)
-    store.sync_pages(load_targets(targets_dir))
-    turn = store.share_write_turn()
+    turn = sqlite_store.share_write_turn()
     assert turn is not None
     helper = Store(sqlite_url, upgrade=False, write_turn=turn)  # as a forked helper opens it
     try:
         assert turn.acquire(timeout=1)
-        handed_over = threading.Timer(0.3, turn.release)
-        handed_over.start()
-        started = time.monotonic()
-        helper.record_check(record(0, "first", "A"))
-        assert time.monotonic() - started >= 0.25
-        assert store.count_checks("page") == 1
+        threading.Timer(0.3, turn.release).start()
+        assert _write_in_a_thread(helper, 0) >= 0.25
+        assert sqlite_store.count_checks("page") == 1
         assert turn.acquire(timeout=1), "the writer kept the turn"
         turn.release()
     finally:
         helper.close()
-        store.close()
 
 
 def test_a_turn_never_handed_over_is_passed_after_the_busy_timeout(
-    sqlite_url: str, targets_dir: Path, monkeypatch: pytest.MonkeyPatch
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A process killed during its turn keeps it for ever: the others wait as long as
     SQLite's busy timeout, then write without it."""
     monkeypatch.setattr(store_module, "_SQLITE_BUSY_TIMEOUT", 0.3)
-    write_targets(targets_dir, "P", [{"id": "page", "url": "https://x.test/"}])
-    store = Store(sqlite_url)
-    store.sync_pages(load_targets(targets_dir))
-    turn = store.share_write_turn()
+    turn = sqlite_store.share_write_turn()
     assert turn is not None and turn.acquire(timeout=1)  # held by a process now gone
-    try:
-        started = time.monotonic()
-        store.record_check(record(0, "first", "A"))
-        store.record_check(record(1, "unchanged", "A"))
-        assert time.monotonic() - started >= 0.5
-        assert store.count_checks("page") == 2
-    finally:
-        store.close()
+    assert _write_in_a_thread(sqlite_store, 0) >= 0.25
+    assert _write_in_a_thread(sqlite_store, 1) >= 0.25
+    assert sqlite_store.count_checks("page") == 2
 
 
 @pytest.mark.postgres
