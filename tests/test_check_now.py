@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -209,13 +210,16 @@ document.getElementById('app').innerHTML =
 
 
 PROGRAM_THEN_GC = """
-import gc, sys
+import gc, sys, threading
 from monitor.__main__ import program
 sys.argv = ["monitor", "--version"]
+running = threading.Event()
+threading.Thread(target=running.wait, args=(30,)).start()  # so Python's own way out is taken
 try:
     program()
 except SystemExit:
     pass
+running.set()
 print(gc.isenabled(), gc.get_freeze_count() > 0)
 """
 
@@ -226,3 +230,25 @@ def test_the_program_imports_without_the_collector_and_turns_it_back_on() -> Non
     assert version.startswith("monitor, version ") and collector == "True True", run.stderr
     module = subprocess.run([sys.executable, "-m", "monitor", "--version"], capture_output=True)
     assert module.returncode == 0 and b"version" in module.stdout
+
+
+END_AT_ONCE = """
+import logging, sys
+from monitor.__main__ import _end
+logging.basicConfig(stream=sys.stderr, format="%(message)s")
+for line in range(20_000):
+    sys.stdout.write("x" * 10)
+logging.getLogger("test").warning("logged last")
+_end(SystemExit(3))
+print("after the end")
+"""
+
+
+def test_the_program_ends_at_once_with_its_status_and_all_its_output() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # output buffered
+    run = subprocess.run(
+        [sys.executable, "-c", END_AT_ONCE], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 3, run.stderr
+    assert run.stdout == "x" * 200_000  # flushed, and nothing ran after the end
+    assert run.stderr == "logged last\n"
