@@ -10,14 +10,11 @@ import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor import auth, logs
@@ -26,22 +23,45 @@ from monitor.fetch import DEFAULT_TIMEOUT, Fetcher, FetchError
 from monitor.fetch.browser import BrowserPool
 from monitor.fetch.install import BrowserUnavailable
 from monitor.notify import SENDING_LEASE, DestinationError, Notifier, load_destinations
-from monitor.render import render_change, severity_text
 from monitor.spread import PAGES_PER_PROCESS, RemoteBrowser, Spread, process_count
 from monitor.store import DEFAULT_DB, Store, StoreError, outbox, redact_url
 from monitor.store.models import iso, utcnow
-from monitor.target_health import stored_warnings
 from monitor.targets import Page, TargetError, load_targets, select_pages
-from monitor.tryout import Tryout, page_to_try, render_tryout, try_page
 
 EXIT_OK, EXIT_UNCHECKED, EXIT_USAGE = 0, 1, 2
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from monitor.tryout import Tryout
+
+
+# rich and what draws with it are imported when first used: `check-now --json` never needs
+# them, and importing them took 15 ms of every start (a start is serial: it delays every
+# process of a check-now).
+@cache
+def out() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+@cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _table(title: str) -> Table:
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left")
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    err().print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     sys.exit(code)
 
 
@@ -140,8 +160,8 @@ def load_pages(targets_dir: Path, ids: tuple[str, ...] = ()) -> list[Page]:
         return select_pages(load_targets(targets_dir), ids)
     except TargetError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error:[/red] {problem}", markup=True, highlight=False)
-        err.print(f"{len(exc.problems)} problem(s) in the target files; nothing was checked.")
+            err().print(f"[red]error:[/red] {problem}", markup=True, highlight=False)
+        err().print(f"{len(exc.problems)} problem(s) in the target files; nothing was checked.")
         sys.exit(EXIT_USAGE)
 
 
@@ -234,7 +254,7 @@ def check_now(
             _run_checks(store, pages, as_json, browser_pages, timeout, checker, spread)
         )
         if notifier is not None:  # this run's alerts, and any left from earlier runs
-            err.print(notifier.flush(store).describe())
+            err().print(notifier.flush(store).describe())
     except SQLAlchemyError as exc:  # checks report their own; this is the rest (page list)
         _fail(f"could not use the store {redact_url(db_url)}: {store_reason(exc)}", EXIT_UNCHECKED)
     finally:
@@ -298,14 +318,22 @@ async def _run_checks(
                 sys.stdout.flush()
 
             results = await check(emit)
-        elif err.is_terminal:
+        elif err().is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             with Progress(
                 TextColumn("checking"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TextColumn("{task.description}"),
-                console=err,
+                console=err(),
                 transient=True,
             ) as progress:
                 task = progress.add_task("", total=len(pages))
@@ -319,11 +347,11 @@ async def _run_checks(
         else:
 
             def line(result: CheckResult) -> None:
-                err.print(f"{result.page.id}: {result.status} ({result.duration_ms} ms)")
+                err().print(f"{result.page.id}: {result.status} ({result.duration_ms} ms)")
 
             results = await check(line)
         if browser.choice:
-            err.print(f"browser: {browser.choice.describe()}")
+            err().print(f"browser: {browser.choice.describe()}")
         return results
 
 
@@ -339,7 +367,9 @@ def _check_threads(store: Store) -> None:
 
 
 def _summary(results: list[CheckResult]) -> None:
-    table = Table(title="check-now", title_justify="left")
+    from monitor.render import severity_text
+
+    table = _table("check-now")
     for column in ("page", "status", "severity", "change", "fetch", "ms", "summary"):
         table.add_column(column, overflow="fold")
     for r in results:
@@ -353,11 +383,11 @@ def _summary(results: list[CheckResult]) -> None:
             str(r.duration_ms),
             r.error or r.summary,
         )
-    out.print(table)
+    out().print(table)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
-    out.print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no pages")
+    out().print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no pages")
 
 
 def _address(value: str) -> tuple[str, int] | None:
@@ -517,7 +547,7 @@ def serve(targets_dir: Path, db_url: str, host: str, port: int, user_header: str
     writes = "token" if settings.token else "read-only (no MONITOR_WEB_TOKEN)"
     if settings.user_header:
         writes += f", or the {settings.user_header} header"
-    err.print(f"serving http://{host}:{port}/ from {redact_url(db_url)}; writes: {writes}")
+    err().print(f"serving http://{host}:{port}/ from {redact_url(db_url)}; writes: {writes}")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
     finally:
@@ -561,7 +591,7 @@ def status(targets_dir: Path, db_url: str, as_json: bool) -> None:
         for entry in report:
             print(json.dumps(entry))
         return
-    table = Table(title=f"{len(pages)} page(s)", title_justify="left")
+    table = _table(f"{len(pages)} page(s)")
     columns = (
         "page",
         "last check (UTC)",
@@ -585,7 +615,7 @@ def status(targets_dir: Path, db_url: str, as_json: bool) -> None:
             str(entry["pending_deliveries"] or ""),
             note,
         )
-    out.print(table)
+    out().print(table)
 
 
 @main.command()
@@ -595,6 +625,8 @@ def status(targets_dir: Path, db_url: str, as_json: bool) -> None:
 @click.option("--limit", default=20, show_default=True, help="Latest checks shown.")
 def history(page_id: str, db_url: str, as_json: bool, limit: int) -> None:
     """The versions, changes and latest checks of one page."""
+    from monitor.render import severity_text
+
     store = open_store(db_url)
     page = store.page(page_id)
     if page is None:
@@ -645,8 +677,8 @@ def history(page_id: str, db_url: str, as_json: bool, limit: int) -> None:
             )
         )
         return
-    out.print(f"[bold]{page.title or page.id}[/bold] ({page.provider})\n{page.url}")
-    out.print(
+    out().print(f"[bold]{page.title or page.id}[/bold] ({page.provider})\n{page.url}")
+    out().print(
         f"last checked {_when(page.last_checked_at)}: {page.last_outcome or 'never'}"
         + (
             f", failing for {page.consecutive_failures} check(s): {page.last_error}"
@@ -654,13 +686,13 @@ def history(page_id: str, db_url: str, as_json: bool, limit: int) -> None:
             else ""
         )
     )
-    table = Table(title="changes", title_justify="left")
+    table = _table("changes")
     for column in ("id", "detected (UTC)", "severity", "summary"):
         table.add_column(column, overflow="fold")
     for c in changes:
         table.add_row(str(c.id), _when(c.detected_at), severity_text(c.severity), c.summary)
-    out.print(table if changes else "no changes recorded")
-    table = Table(title="versions", title_justify="left")
+    out().print(table if changes else "no changes recorded")
+    table = _table("versions")
     for column in ("id", "first seen", "last seen", "blocks", "fetch"):
         table.add_column(column)
     for v in versions:
@@ -671,8 +703,8 @@ def history(page_id: str, db_url: str, as_json: bool, limit: int) -> None:
             str(len(v.text.splitlines())),
             v.fetch_mode,
         )
-    out.print(table)
-    table = Table(title=f"latest checks (of {store.count_checks(page_id)})", title_justify="left")
+    out().print(table)
+    table = _table(f"latest checks (of {store.count_checks(page_id)})")
     for column in ("started (UTC)", "outcome", "ms", "detail"):
         table.add_column(column, overflow="fold")
     for c in checks:
@@ -682,7 +714,7 @@ def history(page_id: str, db_url: str, as_json: bool, limit: int) -> None:
             str(c.duration_ms),
             c.error or (f"change {c.change_id}" if c.change_id else ""),
         )
-    out.print(table)
+    out().print(table)
 
 
 @main.command()
@@ -691,6 +723,8 @@ def history(page_id: str, db_url: str, as_json: bool, limit: int) -> None:
 @json_option
 def diff(change_id: int, db_url: str, as_json: bool) -> None:
     """One change: its severity, reasons and word-level diff."""
+    from monitor.render import render_change
+
     store = open_store(db_url)
     change = store.change(change_id)
     if change is None:
@@ -700,7 +734,7 @@ def diff(change_id: int, db_url: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps({**change.to_json(), "diff": change.diff}, indent=2))
         return
-    out.print(render_change(change, page.title or page.id, page.url))
+    out().print(render_change(change, page.title or page.id, page.url))
 
 
 @main.command("notify-test")
@@ -715,10 +749,10 @@ def notify_test(targets_dir: Path, notify_urls: tuple[str, ...], no_notify: bool
     failures = 0
     for label, error in notifier.test():
         if error is None:
-            out.print(f"[green]ok[/green]      {label}")
+            out().print(f"[green]ok[/green]      {label}")
         else:
             failures += 1
-            out.print(f"[red]failed[/red]  {label}: {error}", markup=True)
+            out().print(f"[red]failed[/red]  {label}: {error}", markup=True)
     sys.exit(EXIT_UNCHECKED if failures else EXIT_OK)
 
 
@@ -738,7 +772,7 @@ def deliveries(db_url: str, as_json: bool, show_all: bool, resend: int | None) -
     if resend is not None:
         if not outbox.resend(store, resend, utcnow()):
             _fail(f"delivery {resend} is not failed or uncertain")
-        out.print(f"delivery {resend} queued again; it goes out with the next check-now or run")
+        out().print(f"delivery {resend} queued again; it goes out with the next check-now or run")
         return
     states = ("pending", "sending", "failed", "uncertain") + (("sent",) if show_all else ())
     rows = outbox.listing(store, states)
@@ -761,7 +795,7 @@ def deliveries(db_url: str, as_json: bool, show_all: bool, resend: int | None) -
                 )
             )
         return
-    table = Table(title=f"{len(rows)} deliver(ies)", title_justify="left")
+    table = _table(f"{len(rows)} deliver(ies)")
     for column in (
         "id",
         "change",
@@ -784,7 +818,7 @@ def deliveries(db_url: str, as_json: bool, show_all: bool, resend: int | None) -
             _when(delivery.next_attempt_at) if delivery.state == "failed" else "",
             delivery.last_error or "",
         )
-    out.print(table)
+    out().print(table)
 
 
 @main.group()
@@ -814,12 +848,12 @@ def targets_list(targets_dir: Path, as_json: bool) -> None:
                 )
             )
         return
-    table = Table(title=f"{len(pages)} page(s) in {targets_dir}", title_justify="left")
+    table = _table(f"{len(pages)} page(s) in {targets_dir}")
     for column in ("id", "provider", "fetch", "interval", "url"):
         table.add_column(column, overflow="fold")
     for page in pages:
         table.add_row(page.id, page.provider, page.decl.fetch, page.decl.interval, page.url)
-    out.print(table)
+    out().print(table)
 
 
 @targets.command("validate")
@@ -837,9 +871,11 @@ def targets_validate(targets_dir: Path, db_url: str | None) -> None:
     With a store, also warn about `expect` phrases missing from the last stored version and
     selectors that matched nothing at the last check (warnings keep the exit status 0).
     """
+    from monitor.target_health import stored_warnings
+
     pages = load_pages(targets_dir)
     files = {page.source for page in pages}
-    out.print(f"ok: {len(pages)} page(s) in {len(files)} file(s)")
+    out().print(f"ok: {len(pages)} page(s) in {len(files)} file(s)")
     if db_url is None and Path(DEFAULT_DB.removeprefix("sqlite:///")).is_file():
         db_url = DEFAULT_DB
     if db_url is None:
@@ -847,16 +883,16 @@ def targets_validate(targets_dir: Path, db_url: str | None) -> None:
     try:
         store = Store(db_url)
     except StoreError as exc:
-        err.print(f"[yellow]warning:[/yellow] no stored history read: {exc}", markup=True)
+        err().print(f"[yellow]warning:[/yellow] no stored history read: {exc}", markup=True)
         return
     try:
         warnings = stored_warnings(store, pages)
     finally:
         store.close()
     for warning in warnings:
-        err.print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
+        err().print(f"[yellow]warning:[/yellow] {warning}", markup=True, highlight=False)
     if warnings:
-        err.print(f"{len(warnings)} warning(s) from the stored history")
+        err().print(f"{len(warnings)} warning(s) from the stored history")
 
 
 @targets.command("try")
@@ -887,6 +923,8 @@ def targets_try(
     writing it down. Nothing is stored. Exit 1 when the page cannot be fetched or its
     select matches nothing, 2 on a usage or target-file error.
     """
+    from monitor.tryout import page_to_try, render_tryout
+
     pages = [] if "://" in id_or_url else load_pages(targets_dir)
     try:
         page = page_to_try(pages, id_or_url, overrides, targets_dir)
@@ -899,11 +937,13 @@ def targets_try(
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
     else:
-        out.print(render_tryout(result))
+        out().print(render_tryout(result))
     sys.exit(EXIT_UNCHECKED if result.inspection.select_missing else EXIT_OK)
 
 
 async def _try_once(page: Page, timeout: float) -> Tryout:
+    from monitor.tryout import try_page
+
     async with Fetcher(timeout=timeout, browser_pages=1) as fetcher:
         return await try_page(page, fetcher)
 
@@ -919,24 +959,25 @@ def browser(install: bool) -> None:
     from monitor.fetch.install import BrowserUnavailable, ensure_browser, find_browser
 
     try:
-        choice = ensure_browser(err.print) if install else find_browser()
+        choice = ensure_browser(err().print) if install else find_browser()
     except BrowserUnavailable as exc:
         _fail(str(exc), EXIT_UNCHECKED)
-    out.print(f"browser: {choice.describe()}")
+    out().print(f"browser: {choice.describe()}")
 
 
 @main.command()
 def demo() -> None:
     """See the whole loop offline: a local page is checked, changed, and the change shown."""
     from monitor.demo import run_demo
+    from monitor.render import render_change
 
     def show(store: Store, change_id: int) -> None:
         change = store.change(change_id)
         page = store.page(change.page_id) if change else None
         if change and page:
-            out.print(render_change(change, page.title or page.id, page.url))
+            out().print(render_change(change, page.title or page.id, page.url))
 
-    run_demo(out.print, show)
+    run_demo(out().print, show)
 
 
 @targets.command("reextract")
@@ -951,7 +992,7 @@ def targets_reextract(ids: tuple[str, ...], targets_dir: Path, db_url: str) -> N
 
     pages = load_pages(targets_dir, ids)
     store = open_store(db_url)
-    table = Table(title="extracted again", title_justify="left")
+    table = _table("extracted again")
     for column in ("page", "result"):
         table.add_column(column)
     moved = 0
@@ -971,8 +1012,8 @@ def targets_reextract(ids: tuple[str, ...], targets_dir: Path, db_url: str) -> N
         else:
             table.add_row(page.id, "unchanged")
     store.close()
-    out.print(table)
-    out.print(f"{moved} of {len(pages)} page(s) read differently under the current rules")
+    out().print(table)
+    out().print(f"{moved} of {len(pages)} page(s) read differently under the current rules")
 
 
 @main.group()
@@ -999,7 +1040,7 @@ def db_copy(source_url: str, dest_url: str) -> None:
         _fail(f"{exc}; stop it before copying")
 
     def copied(table: TableCopied) -> None:
-        err.print(f"{table.name}: {table.rows} row(s)")
+        err().print(f"{table.name}: {table.rows} row(s)")
 
     try:
         tables = copy_store(source_url, dest_url, copied)
@@ -1011,7 +1052,7 @@ def db_copy(source_url: str, dest_url: str) -> None:
         if lock is not None:
             lock.close()
     total = sum(table.rows for table in tables)
-    out.print(
+    out().print(
         f"copied {total} row(s) in {len(tables)} table(s) from {redact_url(source_url)} "
         f"to {redact_url(dest_url)}"
     )
@@ -1050,7 +1091,7 @@ def auth_save(
         )
     except auth.AuthError as exc:
         _fail(str(exc))
-    out.print(f"saved session {name!r} to {path} (owner-only)")
+    out().print(f"saved session {name!r} to {path} (owner-only)")
 
 
 @auth_group.command("import")
@@ -1062,7 +1103,7 @@ def auth_import(name: str, file: Path) -> None:
         path = auth.import_state(name, file)
     except auth.AuthError as exc:
         _fail(str(exc))
-    out.print(f"imported session {name!r} to {path} (owner-only)")
+    out().print(f"imported session {name!r} to {path} (owner-only)")
 
 
 @auth_group.command("list")
@@ -1082,4 +1123,4 @@ def auth_list(targets_dir: Path, as_json: bool) -> None:
             print(json.dumps({"name": session.name, "age_seconds": age, "pages": session.pages}))
         else:
             age_text = f"{session.age_seconds / 3600:.1f}h old" if saved else "NOT SAVED"
-            out.print(f"{session.name}  {age_text}  pages: {', '.join(session.pages) or '-'}")
+            out().print(f"{session.name}  {age_text}  pages: {', '.join(session.pages) or '-'}")
