@@ -4,9 +4,9 @@ pages in the same run, then extraction and comparison of large pages and store g
 For each mode (plain HTTP pages; pages built by scripts, which need the browser) it serves
 realistic help-centre pages of 50 to 500 KB on 127.0.0.1 (with ETag and Last-Modified, as
 web servers send them) and times a first run and an unchanged re-run of each tool from a
-fresh state, --repeat times; every figure is the median. Times are those of whole runs,
-start-up included (for changedetection.io, whose server is up already: from the recheck to
-the last check). Our tool runs at each --concurrency setting, the peers at --workers
+fresh state, in --repeat rounds that each run every tool once; every figure is the median.
+Times are those of whole runs, start-up included (for changedetection.io, whose server is up
+already: from the recheck to the last check). Our tool runs at each --concurrency setting, the peers at --workers
 (bench/peers.py says how each is driven). Prints the tables, the ratios to the faster peer
 and the goals, and writes bench/results/suite.json and bench/results/suite.md.
 
@@ -68,12 +68,8 @@ def machine() -> dict[str, str]:
 LOADS: list[float] = []  # the 1-minute load average after each run: was the machine quiet?
 
 
-def medians(runner: Runner, urls: list[str], repeat: int, **options: Any) -> dict[str, Any]:
-    """`repeat` fresh runs of one tool; per run type, the median throughput and peak PSS."""
-    results = []
-    for _ in range(repeat):
-        results.append(runner(urls, **options))
-        LOADS.append(os.getloadavg()[0])
+def medians(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One tool's fresh runs; per run type, the median throughput and peak PSS."""
     summary: dict[str, Any] = {"runs": results}
     for name in RUNS:
         summary[name] = {
@@ -85,41 +81,47 @@ def medians(runner: Runner, urls: list[str], repeat: int, **options: Any) -> dic
 
 
 def contenders(args: argparse.Namespace, browser: bool) -> list[tuple[str, Runner, dict, bool]]:
-    """(label, runner, its options, whether the server sends validators) of every run."""
+    """(label, runner, its options, whether the server sends validators) of every run; each
+    label says the concurrency it runs at."""
     runs: list[tuple[str, Runner, dict, bool]] = [
         (f"monitor ({n})", run_monitor, {"workers": n}, True) for n in args.concurrency
     ]
     peer = {"workers": args.workers}
+    named = f"({args.workers})"
     if not args.skip_peers:
-        runs.append((f"urlwatch {peers.URLWATCH[1]}", peers.run_urlwatch, peer, True))
+        urlwatch = f"urlwatch {peers.URLWATCH[1]}"
+        runs.append((f"{urlwatch} {named}", peers.run_urlwatch, peer, True))
         if not browser:  # the browser comparison is about rendering: raw pages
             text = {**peer, "text": True}
-            runs.append(
-                (f"urlwatch {peers.URLWATCH[1]}, html2text", peers.run_urlwatch, text, True)
-            )
-        version = peers.CHANGEDETECTION[1]
-        runs.append((f"changedetection.io {version}", peers.run_changedetection, peer, True))
+            runs.append((f"{urlwatch}, html2text {named}", peers.run_urlwatch, text, True))
+        changedetection = f"changedetection.io {peers.CHANGEDETECTION[1]}"
+        runs.append((f"{changedetection} {named}", peers.run_changedetection, peer, True))
     if not browser:
-        runs.append(("monitor, no validators", run_monitor, {"workers": args.workers}, False))
+        runs.append((f"monitor, no validators {named}", run_monitor, peer, False))
     return runs
 
 
 def throughput(args: argparse.Namespace, browser: bool) -> dict[str, Any]:
-    """Every tool on the same page set."""
+    """Every tool on the same page set, in rounds: each round runs every tool once, so that
+    a slower spell of the machine falls on all of them rather than on one tool's runs."""
     mode = "browser" if browser else "http"
     pages = realistic_pages(args.browser_pages if browser else args.pages, scripted=browser)
-    rows: dict[str, Any] = {}
-    for label, runner, options, validators in contenders(args, browser):
-        if not label.startswith("monitor ("):
-            label = f"{label} ({options['workers']})"
-        print(f"[{mode}] {label}", flush=True)
-        server = serve(pages, validators=validators)
-        urls = [f"http://127.0.0.1:{server.server_address[1]}{path}" for path in pages]
-        try:
-            rows[label] = medians(runner, urls, args.repeat, browser=browser, **options)
-        finally:
+    runs = contenders(args, browser)
+    servers = {validators: serve(pages, validators=validators) for *_, validators in runs}
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label, *_ in runs}
+    try:
+        for round_ in range(1, args.repeat + 1):
+            for label, runner, options, validators in runs:
+                print(f"[{mode}] round {round_} of {args.repeat}: {label}", flush=True)
+                port = servers[validators].server_address[1]
+                urls = [f"http://127.0.0.1:{port}{path}" for path in pages]
+                results[label].append(runner(urls, browser=browser, **options))
+                LOADS.append(os.getloadavg()[0])
+    finally:
+        for server in servers.values():
             server.shutdown()
     sizes = [len(body) for body in pages.values()]
+    rows = {label: medians(runs_of_one) for label, runs_of_one in results.items()}
     return {"mode": mode, "page_kb": [min(sizes) // 1024, max(sizes) // 1024], "rows": rows}
 
 
