@@ -17,7 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, bindparam, inspect, select, text
 from sqlalchemy.exc import StatementError
 
 import monitor.store as store_module
@@ -33,6 +33,7 @@ from monitor.store import (
     upgrade,
 )
 from monitor.store.models import Base, CheckRow
+from monitor.store.prepared import Prepared
 from monitor.targets import load_targets
 from tests.conftest import _postgres_database, write_targets
 
@@ -314,6 +315,26 @@ def test_datetimes_come_back_in_utc(store: Store) -> None:
     with store.session() as session:
         check = session.query(CheckRow).one()
         assert check.started_at == T0 and check.started_at.tzinfo is not None
+
+
+def test_a_check_is_stored_as_sqlalchemy_itself_stores_it(store: Store) -> None:
+    """The check's statements run on the driver's cursor (`Prepared`): the values reach the
+    database in the form SQLAlchemy gives them, and come back through it unchanged."""
+    store.record_check(record(0, "first", "A", capture=b"\x00source", raw_hash="h"))
+    with store.session() as session:
+        session.add(CheckRow(page_id="page", started_at=T0, duration_ms=1, outcome="first"))
+    with store.engine.connect() as connection:
+        stored = connection.execute(text("SELECT started_at FROM checks ORDER BY id")).all()
+    assert stored[0] == stored[1]  # the same datetime, written both ways: the same form
+    version = store.versions("page")[0]
+    assert (version.first_seen, store.capture_of(version.id)) == (T0, b"\x00source")
+    assert store.page_state("page").raw_hash == "h"
+
+
+def test_a_statement_missing_a_value_is_refused_by_name(store: Store) -> None:
+    statement = Prepared(select(CheckRow.__table__.c.id).where(CheckRow.page_id == bindparam("p")))
+    with store.engine.connect() as connection, pytest.raises(ValueError, match="'p'"):
+        statement.first(connection, {})
 
 
 def test_bad_urls_are_clear() -> None:

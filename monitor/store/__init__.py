@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.store import outbox
 from monitor.store.models import Base, ChangeRow, CheckRow, PageRow, VersionRow
+from monitor.store.prepared import Prepared
 from monitor.targets import Page
 
 DEFAULT_DB = "sqlite:///snapshots/monitor.db"
@@ -132,10 +133,9 @@ class RecordedCheck:
 CAPTURES_KEPT = int(os.environ.get("MONITOR_CAPTURES_KEPT", "10"))
 
 
-# The statements every check runs, built once: SQLAlchemy then only binds the values (building
-# and caching a statement per call cost more than the database's own work).
+# The statements every check runs, built once and run on the driver's cursor (`Prepared`).
 _PAGES, _VERSIONS = PageRow.__table__, VersionRow.__table__
-_PAGE_STATE = (
+_PAGE_STATE = Prepared(  # a page's state, in the order of `PageState`'s fields
     select(
         _VERSIONS.c.id.label("version_id"),
         _VERSIONS.c.text,
@@ -152,21 +152,23 @@ _PAGE_STATE = (
     .select_from(_PAGES.outerjoin(_VERSIONS, _VERSIONS.c.id == _PAGES.c.current_version_id))
     .where(_PAGES.c.id == bindparam("page_id"))
 )
-_PAGE_FOR_UPDATE = (
+_PAGE_FOR_UPDATE = Prepared(
     select(_PAGES.c.current_version_id, _PAGES.c.consecutive_failures, _PAGES.c.failing_since)
     .where(_PAGES.c.id == bindparam("page_id"))
     .with_for_update()
 )
-_INSERT_CHECK = insert(CheckRow.__table__).returning(CheckRow.__table__.c.id)
+_INSERT_CHECK = Prepared(insert(CheckRow.__table__).returning(CheckRow.__table__.c.id))
 _INSERT_CHANGE = insert(ChangeRow.__table__).returning(ChangeRow.__table__.c.id)
-_UPDATE_PAGE = update(_PAGES).where(_PAGES.c.id == bindparam("page_id"))
-_FIND_VERSION = select(_VERSIONS.c.id).where(
-    _VERSIONS.c.page_id == bindparam("page_id"),
-    _VERSIONS.c.content_hash == bindparam("content_hash"),
+_UPDATE_PAGE = Prepared(update(_PAGES).where(_PAGES.c.id == bindparam("page_id")))
+_FIND_VERSION = Prepared(
+    select(_VERSIONS.c.id).where(
+        _VERSIONS.c.page_id == bindparam("page_id"),
+        _VERSIONS.c.content_hash == bindparam("content_hash"),
+    )
 )
-_INSERT_VERSION = insert(_VERSIONS).returning(_VERSIONS.c.id)
-_UPDATE_VERSION = update(_VERSIONS).where(_VERSIONS.c.id == bindparam("version_id"))
-_PRUNE_CAPTURES = (
+_INSERT_VERSION = Prepared(insert(_VERSIONS).returning(_VERSIONS.c.id))
+_UPDATE_VERSION = Prepared(update(_VERSIONS).where(_VERSIONS.c.id == bindparam("version_id")))
+_PRUNE_CAPTURES = Prepared(
     update(_VERSIONS)
     .where(
         _VERSIONS.c.page_id == bindparam("of_page"),
@@ -424,26 +426,26 @@ class Store:
 
     def page_state(self, page_id: str) -> PageState:
         with self.engine.connect() as connection:
-            row = connection.execute(_PAGE_STATE, {"page_id": page_id}).first()
+            row = _PAGE_STATE.first(connection, {"page_id": page_id})
         if row is None:
             return PageState(None, None, None, None, None, None, 0)
-        return PageState(**row._mapping)
+        return PageState(*row)
 
     def record_check(self, record: CheckRecord) -> RecordedCheck:
         """Write a check, its version (new or seen before) and its change in one transaction.
         The page row is locked first, so that instances checking the same page take turns."""
-        # Plain SQL on one connection: an ORM session per check cost more than its writes.
         with self._write_turn(), self.engine.begin() as connection:
-            page = connection.execute(_PAGE_FOR_UPDATE, {"page_id": record.page_id}).first()
+            page = _PAGE_FOR_UPDATE.first(connection, {"page_id": record.page_id})
             if page is None:
                 raise StoreError(f"page {record.page_id!r} is not in the store (sync_pages first)")
+            current_version_id, failures, failing_since = page
             fields: dict[str, Any] = {
                 "last_checked_at": record.started_at,
                 "last_outcome": record.outcome,
             }
             version_id = None
             if record.text is not None:
-                known = page.current_version_id is not None
+                known = current_version_id is not None
                 version_id = self._upsert_version(connection, record, known=known)
                 fields |= {"current_version_id": version_id, "last_mode": record.fetch_mode}
             change_id = None
@@ -452,14 +454,14 @@ class Store:
                     connection,
                     record.change,
                     record.page_id,
-                    (page.current_version_id, version_id),
+                    (current_version_id, version_id),
                     record.started_at,
                 )
                 outbox.add(connection, change_id, record.deliveries, record.started_at)
             if record.outcome == "error":
                 fields |= {
-                    "consecutive_failures": page.consecutive_failures + 1,
-                    "failing_since": page.failing_since or record.started_at,
+                    "consecutive_failures": failures + 1,
+                    "failing_since": failing_since or record.started_at,
                     "last_error": record.error,
                 }
             else:
@@ -471,8 +473,8 @@ class Store:
                     "etag": record.etag,
                     "last_modified": record.last_modified,
                 }
-            check_id = connection.execute(
-                _INSERT_CHECK,
+            check = _INSERT_CHECK.first(
+                connection,
                 {
                     "page_id": record.page_id,
                     "started_at": record.started_at,
@@ -484,9 +486,10 @@ class Store:
                     "change_id": change_id,
                     "error": record.error,
                 },
-            ).scalar_one()
-            connection.execute(_UPDATE_PAGE, {"page_id": record.page_id, **fields})
-            return RecordedCheck(check_id, version_id, change_id)
+            )
+            assert check is not None
+            _UPDATE_PAGE.run(connection, {"page_id": record.page_id, **fields})
+            return RecordedCheck(check[0], version_id, change_id)
 
     @staticmethod
     def _insert_change(
@@ -514,7 +517,8 @@ class Store:
         assert record.text is not None
         digest = content_hash(record.text)
         found = {"page_id": record.page_id, "content_hash": digest}
-        version_id = connection.execute(_FIND_VERSION, found).scalar() if known else None
+        row = _FIND_VERSION.first(connection, found) if known else None
+        version_id = row[0] if row else None
         seen: dict[str, Any] = {"last_seen": record.started_at}
         if record.final_url:
             seen["final_url"] = record.final_url
@@ -530,12 +534,14 @@ class Store:
                 "final_url": "",
                 "status": record.status or 200,
             }
-            version_id = connection.execute(_INSERT_VERSION, found | first | seen).scalar_one()
+            inserted = _INSERT_VERSION.first(connection, found | first | seen)
+            assert inserted is not None
+            version_id = inserted[0]
         else:
-            connection.execute(_UPDATE_VERSION, {"version_id": version_id, **seen})
+            _UPDATE_VERSION.run(connection, {"version_id": version_id, **seen})
         if record.capture is not None and known:
             kept = {"of_page": record.page_id, "keep": version_id, "kept": CAPTURES_KEPT}
-            connection.execute(_PRUNE_CAPTURES, kept)
+            _PRUNE_CAPTURES.run(connection, kept)
         return version_id
 
     # -- reading -------------------------------------------------------------------------
