@@ -174,7 +174,10 @@ class PeakPss:
     """Samples the summed PSS of some process trees every 200 ms in a thread, keeping the
     peak. Reading PSS walks each process's page tables: for check-now's four processes, a
     sample took 16 ms of CPU (median over a run), so sampling every 50 ms took a quarter of
-    a core from the tool being timed, and more from one of several processes or a browser."""
+    a core from the tool being timed, and more from one of several processes or a browser.
+    With `sampling` off (class-wide: bench/suite.py's timed runs) it samples nothing."""
+
+    sampling = True
 
     def __init__(self, roots: list[int]) -> None:
         self.roots = roots
@@ -188,12 +191,14 @@ class PeakPss:
             self._stop.wait(0.2)
 
     def __enter__(self) -> PeakPss:
-        self._thread.start()
+        if self.sampling:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def run_check(

@@ -6,9 +6,11 @@ realistic help-centre pages of 50 to 500 KB on 127.0.0.1 (with ETag and Last-Mod
 web servers send them) and times a first run and an unchanged re-run of each tool from a
 fresh state, in --repeat rounds that each run every tool once; every figure is the median.
 Times are those of whole runs, start-up included (for changedetection.io, whose server is up
-already: from the recheck to the last check). Our tool runs at each --concurrency setting, the peers at --workers
-(bench/peers.py says how each is driven). Prints the tables, the ratios to the faster peer
-and the goals, and writes bench/results/suite.json and bench/results/suite.md.
+already: from the recheck to the last check), taken with nothing sampling the tool's memory;
+its peak memory comes from a second pair of runs, sampled. Our tool runs at each
+--concurrency setting, the peers at --workers (bench/peers.py says how each is driven).
+Prints the tables, the ratios to the faster peer and the goals, and writes
+bench/results/suite.json and bench/results/suite.md.
 
     .venv/bin/python bench/suite.py                 # about 40 minutes on 2 cores
     .venv/bin/python bench/suite.py --quick         # one repeat, fewer pages: a few minutes
@@ -29,7 +31,7 @@ from typing import Any
 import extract_compare
 import peers
 import store_growth
-from check_now import RESULTS, RUNS, realistic_pages, run_monitor, serve, write_results
+from check_now import RESULTS, RUNS, PeakPss, realistic_pages, run_monitor, serve, write_results
 
 GOALS = {
     "unchanged HTTP pages/s": (50, ">="),
@@ -80,6 +82,22 @@ def medians(results: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def timed_then_observed(runner: Runner, urls: list[str], **options: Any) -> dict[str, Any]:
+    """Two fresh runs of one tool: one timed with nothing sampling its memory, then one whose
+    memory is sampled, for the peak. A sample takes CPU (16 ms for our four processes), and on
+    two cores that slows a tool that keeps both busy, where one that keeps a single core busy
+    is sampled from the other."""
+    PeakPss.sampling = False
+    try:
+        timed = runner(urls, **options)
+    finally:
+        PeakPss.sampling = True
+    observed = runner(urls, **options)
+    for name in RUNS:
+        timed[name]["peak_pss_mb"] = observed[name]["peak_pss_mb"]
+    return timed
+
+
 def contenders(args: argparse.Namespace, browser: bool) -> list[tuple[str, Runner, dict, bool]]:
     """(label, runner, its options, whether the server sends validators) of every run; each
     label says the concurrency it runs at."""
@@ -115,7 +133,7 @@ def throughput(args: argparse.Namespace, browser: bool) -> dict[str, Any]:
                 print(f"[{mode}] round {round_} of {args.repeat}: {label}", flush=True)
                 port = servers[validators].server_address[1]
                 urls = [f"http://127.0.0.1:{port}{path}" for path in pages]
-                results[label].append(runner(urls, browser=browser, **options))
+                results[label].append(timed_then_observed(runner, urls, browser=browser, **options))
                 LOADS.append(os.getloadavg()[0])
     finally:
         for server in servers.values():
