@@ -37,9 +37,8 @@ def program() -> None:
 def _end(done: SystemExit) -> None:
     """Exit at once with `done`'s status, unless something is left to wait for."""
     status = 0 if done.code is None else done.code
-    if not isinstance(status, int) or threading.active_count() > 1:
-        raise done
-    if multiprocessing.active_children():
+    waiting = threading.active_count() > 1 or multiprocessing.active_children()
+    if waiting or not isinstance(status, int):
         raise done
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

@@ -81,14 +81,17 @@ class Prepared:
             form = forms[names] = _Form(self.statement, connection.dialect, names)
         return form
 
-    def run(self, connection: Connection, values: Mapping[str, Any]) -> None:
-        """Run it in `connection`'s transaction."""
-        form = self._form(connection, values)
-        connection.connection.cursor().execute(form.sql, form.parameters(values))
-
-    def first(self, connection: Connection, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        """Run it and return its first row (of a SELECT or a RETURNING), None without one."""
+    def _execute(self, connection: Connection, values: Mapping[str, Any]) -> tuple[_Form, Any]:
         form = self._form(connection, values)
         cursor = connection.connection.cursor()
         cursor.execute(form.sql, form.parameters(values))
+        return form, cursor
+
+    def run(self, connection: Connection, values: Mapping[str, Any]) -> None:
+        """Run it in `connection`'s transaction."""
+        self._execute(connection, values)
+
+    def first(self, connection: Connection, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """Run it and return its first row (of a SELECT or a RETURNING), None without one."""
+        form, cursor = self._execute(connection, values)
         return form.row(cursor.fetchone())
